@@ -1,0 +1,142 @@
+"""Masked layers: Keras wrappers that carry the pruning masks of a model.
+
+A pruned channel must contribute *nothing* downstream, or a physically
+slimmed model cannot compute the same function as the masked one. Zeroing a
+convolution's output is not enough: BatchNormalization turns a zero channel
+into the constant `beta - gamma * moving_mean / sqrt(moving_variance + eps)`,
+which survives ReLU and residual additions. tf_asap therefore masks on the
+*consuming* side as well: every convolution or dense layer multiplies its
+input channels by an input mask before computing. A channel that is masked at
+every layer reading it has no effect on any output, and removing it (and every
+weight that only serves it) yields exactly the same function.
+
+Each `MaskedLayer` holds two non-trainable variables:
+
+- `filter_mask`, one entry per output channel (filter) of the wrapped layer.
+  This is the authoritative pruning state: `tf_asap.get_masks` reads it. The
+  output is multiplied by it too, so pruned filters get no gradient and their
+  activations read as zero.
+- `input_mask`, one entry per input feature (input channels, or every feature
+  of a flattened tensor for a `Dense` after `Flatten`). `tf_asap.apply_masks`
+  derives it from the filter masks of the layers that produce those channels.
+
+Both are ordinary layer weights, so they train with `model.fit`, save to and
+load from `.keras` files, and are restored by `load_weights` and checkpoints.
+"""
+
+import keras
+
+SUPPORTED_LAYER_TYPES = (
+    keras.layers.Conv1D,
+    keras.layers.Conv2D,
+    keras.layers.Conv2DTranspose,
+    keras.layers.SeparableConv2D,
+    keras.layers.Dense,
+)
+
+
+def is_maskable(layer):
+    """Returns whether `layer` can be wrapped by `MaskedLayer`.
+
+    Only the exact Keras classes are accepted: a user subclass of `Conv2D` may
+    change what its channels mean, so it is treated as an unknown layer.
+    """
+    return type(layer) in SUPPORTED_LAYER_TYPES
+
+
+def output_channels(layer):
+    """Number of output channels (filters or units) of a maskable layer."""
+    if isinstance(layer, keras.layers.Dense):
+        return layer.units
+    return layer.filters
+
+
+@keras.saving.register_keras_serializable(package="tf_asap")
+class MaskedLayer(keras.layers.Wrapper):
+    """Wraps a convolution or dense layer with filter and input masks.
+
+    Args:
+        layer: The layer to wrap: a `Conv1D`, `Conv2D`, `Conv2DTranspose`,
+            `SeparableConv2D` or `Dense`.
+        min_filters: The fewest output channels pruning may leave in this
+            layer's channel group. Defaults to `1`.
+        prunable: Whether this layer's output channels may be pruned. Layers
+            passed in `ignored_layers` are wrapped with `prunable=False`: they
+            keep every filter but still mask their input channels, so that
+            pruning the layers before them stays exact. Defaults to `True`.
+        **kwargs: Base `Layer` arguments (`name`, `dtype`...).
+
+    Example:
+
+    >>> conv = MaskedLayer(keras.layers.Conv2D(8, 3), name="conv")
+    >>> y = conv(keras.ops.ones((1, 5, 5, 3)))
+    >>> conv.filter_mask.shape
+    (8,)
+    """
+
+    def __init__(self, layer, min_filters=1, prunable=True, **kwargs):
+        if not is_maskable(layer):
+            from tf_asap.errors import UnsupportedLayerError
+
+            raise UnsupportedLayerError(
+                f"Cannot mask layer '{layer.name}' of type "
+                f"{type(layer).__name__}: only Conv1D, Conv2D, "
+                "Conv2DTranspose, SeparableConv2D and Dense are supported."
+            )
+        kwargs.setdefault("name", layer.name)
+        super().__init__(layer, **kwargs)
+        self.min_filters = int(min_filters)
+        self.prunable = bool(prunable)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        # The masks are float so that applying them is one multiply; they
+        # only ever hold 0.0 or 1.0.
+        self.filter_mask = self.add_weight(
+            name="filter_mask",
+            shape=(output_channels(self.layer),),
+            initializer="ones",
+            trainable=False,
+            dtype="float32",
+        )
+        self.input_mask = self.add_weight(
+            name="input_mask",
+            shape=(input_shape[-1],),
+            initializer="ones",
+            trainable=False,
+            dtype="float32",
+        )
+
+    def call(self, inputs):
+        inputs = inputs * keras.ops.cast(self.input_mask, inputs.dtype)
+        outputs = self.layer(inputs)
+        return outputs * keras.ops.cast(self.filter_mask, outputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"min_filters": self.min_filters, "prunable": self.prunable})
+        return config
+
+
+def clone_layer(layer):
+    """A new, unbuilt layer with the same configuration (and name) as `layer`.
+
+    Raises:
+        UnsupportedLayerError: If the layer cannot be re-created from its
+            config (a custom layer without a complete `get_config`).
+    """
+    if not isinstance(layer, keras.layers.Layer):
+        return layer  # A stateless keras.ops operation can be reused as is.
+    try:
+        return type(layer).from_config(layer.get_config())
+    except Exception as error:  # noqa: BLE001 - any failure means the same fix
+        from tf_asap.errors import UnsupportedLayerError
+
+        raise UnsupportedLayerError(
+            f"Cannot copy layer '{layer.name}' of type {type(layer).__name__}: "
+            f"re-creating it from its config failed ({error}). Give the layer a "
+            "get_config() that returns every constructor argument."
+        ) from error
