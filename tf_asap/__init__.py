@@ -15,3 +15,13 @@ from tf_asap.graph import ChannelGroup, ChannelRef, channel_groups
 from tf_asap.layers import MaskedLayer
 from tf_asap.masks import apply_masks, get_masks, make_prunable, strip_masks
 from tf_asap.surgery import slim
+from tf_asap.policies import (
+    AccuracyGuaranteed,
+    Decision,
+    FlopsTarget,
+    ParamsTarget,
+    Policy,
+    RoundResult,
+    policy_from_state,
+)
+from tf_asap import policies
