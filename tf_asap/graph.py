@@ -465,7 +465,7 @@ def kernel_positions(layer, input_shape, output_shape):
         return int(np.prod(input_shape[1:-1], dtype=np.int64))
     if isinstance(layer, keras.layers.Conv2DTranspose):
         return int(np.prod(input_shape[1:-1], dtype=np.int64))
-    if isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.DepthwiseConv2D)):
+    if isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)):
         return int(np.prod(output_shape[1:-1], dtype=np.int64))
     return 0
 
