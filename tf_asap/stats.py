@@ -68,7 +68,8 @@ class ActivationStatistics:
     mapping: str
 
 
-def _check_options(power, mapping):
+def check_attention_options(power, mapping):
+    """Raises `ConfigurationError` unless `power > 0` and `mapping` is known."""
     if mapping not in MAPPINGS:
         raise ConfigurationError(
             f"mapping must be one of {', '.join(repr(m) for m in MAPPINGS)} "
@@ -206,7 +207,7 @@ class StatsCollector:
                 `power`, `batch_size` or `max_samples`.
             DataError: If `data` cannot be read or holds no samples.
         """
-        _check_options(power, mapping)
+        check_attention_options(power, mapping)
         if self._aux is None:
             return ActivationStatistics({}, {} if apoz else None, 0, power, mapping)
         batches = as_batches(data, self.model, batch_size=batch_size, limit=max_samples)
