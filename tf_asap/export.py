@@ -886,6 +886,8 @@ def _as_input_arrays(x, infos):
             "arrays. Pass a list with one array per input."
         )
     arrays = [np.asarray(a, dtype=np.float32) for a in arrays]
+    if not arrays[0].shape or arrays[0].shape[0] == 0:
+        raise DataError("No samples to run: `x` is empty.")
     for array, info in zip(arrays, infos):
         if array.shape[1:] != info.shape[1:]:
             raise DataError(
@@ -1049,18 +1051,14 @@ from tflite_micro.python.tflite_micro import runtime
 
 with open(sys.argv[1], "rb") as file:
     flatbuffer = file.read()
+num_inputs = int(sys.argv[2])
 for line in sys.stdin:
     size = int(line)
     try:
         interpreter = runtime.Interpreter.from_bytes(flatbuffer, arena_size=size)
-        index = 0
-        while True:
-            try:
-                detail = interpreter.get_input_details(index)
-            except Exception:
-                break
+        for index in range(num_inputs):
+            detail = interpreter.get_input_details(index)
             interpreter.set_input(np.zeros(detail["shape"], detail["dtype"]), index)
-            index += 1
         interpreter.invoke()
         del interpreter
         answer = "ok"
@@ -1074,15 +1072,22 @@ for line in sys.stdin:
 class _ArenaProbe:
     """A child process that tries arena sizes; restarted after a crash."""
 
-    def __init__(self, model_path):
+    def __init__(self, model_path, num_inputs):
         self._model_path = model_path
+        self._num_inputs = num_inputs
         self._process = None
         self._log = tempfile.TemporaryFile(mode="w+b")
         self.last_failure = ""
 
     def _start(self):
         self._process = subprocess.Popen(
-            [sys.executable, "-c", _ARENA_PROBE, self._model_path],
+            [
+                sys.executable,
+                "-c",
+                _ARENA_PROBE,
+                self._model_path,
+                str(self._num_inputs),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
@@ -1160,7 +1165,7 @@ def find_arena_size(model, max_arena_size=64 * 1024 * 1024):
         model_path = os.path.join(work_dir, "model.tflite")
         with open(model_path, "wb") as file:
             file.write(flatbuffer)
-        probe = _ArenaProbe(model_path)
+        probe = _ArenaProbe(model_path, len(_io_tensors(flatbuffer)[0]))
         try:
             # Sizes in units of ARENA_ALIGNMENT bytes: `failing` never runs,
             # `running` does.
