@@ -180,7 +180,7 @@ class StatsCollector:
             count = tf.shape(outputs[0])[0]
             return attention, zeros, count
 
-        self._steps[key] = tf.function(step).get_concrete_function(element_spec)
+        self._steps[key] = tf.function(step, autograph=False).get_concrete_function(element_spec)
         return self._steps[key]
 
     def collect(self, data, power=1, mapping="mean", apoz=False, batch_size=None, max_samples=None):
