@@ -105,10 +105,10 @@ BUDGETS = {
     "quick": Budget(
         name="quick", dataset="fashion_mnist", models=("resnet_small", "vgg_small"),
         train_limit=1024, validation_split="test[:512]", epochs=2, rewind_epoch=1,
-        learning_rate=0.05, batch_size=128, calibration_samples=256, max_rounds=2, policy_step=0.25,
+        learning_rate=0.05, batch_size=128, calibration_samples=256, max_rounds=1, policy_step=0.25,
         fixed_rate_max_rounds=2, latency_runs=20,
         description="harness check only: 1,024 training images, 512 test images, "
-        "2 epochs, at most 2 rounds; the numbers mean nothing",
+        "2 epochs, 1 pruning round; the numbers mean nothing",
     ),
     "default": Budget(
         name="default", dataset="fashion_mnist", models=("resnet_small", "vgg_small"),
@@ -135,10 +135,23 @@ ADAPTIVE_CRITERIA = ("attention", "l1")
 # Study 2: the mappings of Table 3 (and the weight-magnitude / random controls).
 MAPPING_METHODS = ("mean-p1", "mean-p2", "mean-p4", "max-p1", "sum-p1", "l1", "random")
 MAPPING_PARAMS_REDUCTION = 0.5
+# `--quick` checks the harness on a few cases: those the other studies build
+# on, and one of each kind of criterion.
+QUICK_METHODS = {
+    "adaptive": ("acc0-attention", "acc0-l1", "acc1-attention", "params70-attention"),
+    "mapping": ("mean-p1", "sum-p1", "l1", "random"),
+}
 # Study 3: fixed rate of the paper's IAP / ILP baselines.
 FIXED_RATE = 0.05
-# The adaptive run the fixed-rate, unstructured and trace studies build on.
+# The adaptive runs the other studies build on. Fixed-rate methods are
+# compared with the accuracy-guaranteed (1%) run at its reduction; the
+# unstructured baseline is matched to the params-target run, whose reduction
+# is set by design (at the CPU budget the 0%-drop runs barely prune: their
+# accuracy is within retraining noise of the baseline); the trace shows the
+# 0%-drop run, the one the issue's first goal is about.
 REFERENCE_METHOD = "acc0-attention"
+FIXED_RATE_REFERENCE = "acc1-attention"
+UNSTRUCTURED_REFERENCE = "params70-attention"
 
 
 def _pretty(value, digits=2, percent=True):
@@ -216,6 +229,7 @@ class Context:
         """Trains (or reloads) the baseline of a model and seed: shared by all studies."""
         import keras
         from tf_asap.controller import train_baseline
+        from tf_asap.errors import RunDirectoryError
         from tf_asap.recipe import paper_optimizer
         from tf_asap.zoo import build_model
 
@@ -228,11 +242,19 @@ class Context:
         )
         run_dir = os.path.join(self.work, "baselines", f"{model_name}__s{seed}")
         started = time.monotonic()
-        baseline = train_baseline(
-            model, train, self.validation_data(), epochs=self.budget.epochs,
-            run_dir=run_dir, rewind_epoch=self.budget.rewind_epoch,
-            optimizer=optimizer, verbose=self.verbose,
-        )
+        try:
+            baseline = train_baseline(
+                model, train, self.validation_data(), epochs=self.budget.epochs,
+                run_dir=run_dir, rewind_epoch=self.budget.rewind_epoch,
+                optimizer=optimizer, verbose=self.verbose,
+            )
+        except RunDirectoryError as error:
+            raise RunDirectoryError(
+                f"{error}\nThe baseline in '{run_dir}' was trained by another version "
+                f"of the model or the budget. Delete '{self.work}' and "
+                f"'{self.results}' to start this budget afresh (results made with "
+                "the old baseline would not be comparable)."
+            ) from error
         info_path = os.path.join(run_dir, "baseline", "harness.json")
         if not os.path.exists(info_path):
             _write_json(info_path, {"wall_time_s": round(time.monotonic() - started, 1)})
@@ -464,6 +486,8 @@ def _policy_met(policy_name, best):
 
 def study_adaptive(context, models, methods):
     all_methods = [f"{p}-{c}" for p in ADAPTIVE_POLICIES for c in ADAPTIVE_CRITERIA]
+    if context.budget.name == "quick" and not methods:
+        methods = QUICK_METHODS["adaptive"]
     results = _run_cases(context, "adaptive", models, _selected(all_methods, methods),
                          run_adaptive_case)
     rows = []
@@ -474,8 +498,8 @@ def study_adaptive(context, models, methods):
             _mean_cell(group, "accuracy_drop"),
             _mean_cell(group, "params_reduction"),
             _mean_cell(group, "flops_reduction"),
-            _mean_cell(group, "rounds", percent=False),
-            _mean_cell(group, "total_epochs", percent=False),
+            _mean_cell(group, "rounds", percent=False, digits=1),
+            _mean_cell(group, "total_epochs", percent=False, digits=1),
             _mean_cell(group, "wall_time_s", percent=False, digits=0),
             "/".join("yes" if r["policy_met"] else "no" for r in group),
         ])
@@ -547,6 +571,8 @@ def run_mapping_case(context, model_name, method, seed):
 
 
 def study_mapping(context, models, methods):
+    if context.budget.name == "quick" and not methods:
+        methods = QUICK_METHODS["mapping"]
     results = _run_cases(context, "mapping", models, _selected(MAPPING_METHODS, methods),
                          run_mapping_case)
     rows = []
@@ -578,7 +604,7 @@ def run_fixed_rate_case(context, model_name, method, seed):
     import keras
     from tf_asap.counting import count_cost
 
-    reference = run_adaptive_case(context, model_name, REFERENCE_METHOD, seed)
+    reference = run_adaptive_case(context, model_name, FIXED_RATE_REFERENCE, seed)
     target = reference["params_reduction"]
     baseline, _ = context.baseline(model_name, seed)
     keras.utils.set_random_seed(seed)
@@ -638,10 +664,10 @@ def study_fixed_rate(context, models, methods):
             model_name, f"{method} (5%/round)", _seeds_cell(group),
             _mean_cell(group, "target_params_reduction"),
             _mean_cell(group, "params_reduction"), _mean_cell(group, "accuracy_drop"),
-            _mean_cell(group, "rounds", percent=False),
-            _mean_cell(group, "total_epochs", percent=False),
+            _mean_cell(group, "rounds", percent=False, digits=1),
+            _mean_cell(group, "total_epochs", percent=False, digits=1),
             _mean_cell(group, "adaptive_accuracy_drop"),
-            _mean_cell(group, "adaptive_total_epochs", percent=False),
+            _mean_cell(group, "adaptive_total_epochs", percent=False, digits=1),
             "/".join("yes" if r["reached_target"] else "no" for r in group),
         ])
         beaten = all(r["adaptive_accuracy_drop"] <= r["accuracy_drop"] for r in group)
@@ -650,9 +676,9 @@ def study_fixed_rate(context, models, methods):
                         "in accuracy at equal-or-greater fixed-rate reduction")
     header = ["model", "method", "seeds", "target params red. (adaptive)",
               "reached params red.", "acc drop", "rounds", "total epochs",
-              f"adaptive ({REFERENCE_METHOD}) acc drop", "adaptive total epochs",
+              f"adaptive ({FIXED_RATE_REFERENCE}) acc drop", "adaptive total epochs",
               "reached target"]
-    notes = [f"Target: the params reduction of the adaptive `{REFERENCE_METHOD}` run of "
+    notes = [f"Target: the params reduction of the adaptive `{FIXED_RATE_REFERENCE}` run of "
              "the same model and seed. Fixed-rate methods remove 5% of each layer's "
              "remaining filters per round (`ratio_masks(scope='group')`), rewinding "
              "and retraining like the adaptive rounds, until they reach it."] + verdicts
@@ -731,7 +757,7 @@ def run_unstructured_case(context, model_name, method, seed):
     from tf_asap.export import evaluate_tflite, export_tflite, latency_report
     from tf_asap.masks import strip_masks
 
-    reference = run_adaptive_case(context, model_name, REFERENCE_METHOD, seed)
+    reference = run_adaptive_case(context, model_name, UNSTRUCTURED_REFERENCE, seed)
     run_dir = os.path.join(HERE, reference["run_dir"])
     baseline, _ = context.baseline(model_name, seed)
     dense = strip_masks(context.fresh_baseline_model(model_name, baseline, seed))
@@ -859,7 +885,7 @@ def study_unstructured(context, models, methods):
     header = ["model", "seed", "model variant", "accuracy", "params red.", ".tflite KiB",
               "gzip KiB", "batch-1 LiteRT ms, median (p10-p90)", "speedup"]
     notes = ["Same params reduction: ours from the adaptive "
-             f"`{REFERENCE_METHOD}` run (slimmed); tfmot zeroes the same number of "
+             f"`{UNSTRUCTURED_REFERENCE}` run (slimmed); tfmot zeroes the same number of "
              "parameters in Conv2D/Dense kernels of a tf_keras copy of the same "
              "architecture and baseline weights, fine-tuned T-k epochs (ConstantSparsity, "
              "frequency 1, SGD at lr/10), then strip_pruning. Latency: LiteRT, 1 thread, "
@@ -947,7 +973,11 @@ def study_trace(context, models, methods):
     header = ["round", "T", "accuracy", "acc drop", "params red.", "FLOPs red.",
               "acceptable", "decision"]
     notes = [f"{model_name}, `{method}`, seed {seed}; best round {reference['best_round']}."]
-    _plot_trace(context, records, f"{model_name} {method} seed {seed}")
+    from tf_asap.report import plot_rounds
+
+    # The library's own Figure 4 plot (rollbacks and the best round marked).
+    plot_rounds(records, os.path.join(context.results, "trace.png"),
+                title=f"{model_name} {method} seed {seed} ({context.budget.name} budget)")
     context.save_result("trace", model_name, method, seed, {"rounds": records})
     return header, rows, notes
 
@@ -1081,27 +1111,6 @@ def _plot_unstructured(context, results):
         axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(os.path.join(context.results, "unstructured.png"), dpi=100)
-    plt.close(figure)
-
-
-def _plot_trace(context, records, title):
-    plt = _figure()
-    figure, axis = plt.subplots(figsize=(7, 4))
-    rounds = [r["round"] for r in records]
-    axis.plot(rounds, [100 * r["accuracy_drop"] for r in records], "o-", color="tab:red",
-              label="accuracy drop")
-    axis.set_xlabel("round")
-    axis.set_ylabel("accuracy drop (points)")
-    other = axis.twinx()
-    other.plot(rounds, [100 * r["params_reduction"] for r in records], "s--",
-               label="params reduction")
-    other.plot(rounds, [100 * r["flops_reduction"] for r in records], "^--",
-               label="FLOPs reduction")
-    other.set_ylabel("reduction (%)")
-    figure.legend(loc="upper left", fontsize=8)
-    axis.set_title(title)
-    figure.tight_layout()
-    figure.savefig(os.path.join(context.results, "trace.png"), dpi=100)
     plt.close(figure)
 
 
