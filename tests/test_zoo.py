@@ -130,6 +130,8 @@ def test_invalid_arguments_are_configuration_errors():
         zoo.build_model("mobilenet_v2", alpha=0)
     with pytest.raises(ConfigurationError, match="does not accept"):
         zoo.build_model("small_cnn", alpha=0.5)
+    with pytest.raises(ConfigurationError, match="does not accept"):
+        zoo.build_model("resnet20", depth=44)
     with pytest.raises(ConfigurationError, match="num_classes"):
         zoo.build_model("small_cnn", num_classes=1)
     with pytest.raises(ConfigurationError, match="input_shape"):

@@ -538,10 +538,12 @@ def build_model(name, input_shape=None, num_classes=10, **kwargs):
     try:
         return builder(input_shape=input_shape, num_classes=num_classes, **kwargs)
     except TypeError as error:
-        if "unexpected keyword argument" not in str(error):
+        message = str(error)
+        if "keyword argument" not in message and "multiple values" not in message:
             raise
         raise ConfigurationError(
-            f"Model '{name}' does not accept {error}. See the docstring of "
-            f"tf_asap.zoo for each model's arguments."
+            f"Model '{name}' does not accept the arguments "
+            f"{sorted(kwargs)}: {error}. The depth of named models is fixed; "
+            "see the docstring of tf_asap.zoo for each model's arguments."
         ) from error
 
