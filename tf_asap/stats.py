@@ -270,8 +270,9 @@ def collect_activation_stats(model, data, power=1, mapping="mean", batch_size=No
     The model is called with `training=False` (BatchNormalization uses its
     moving statistics, Dropout is off). Channels already pruned score `0`. A
     residual group's score is the mean of its per-tensor scores (see
-    `StatsCollector`). For APoZ as well, use `StatsCollector(model).collect(...,
-    apoz=True)`.
+    `StatsCollector`). For APoZ as well, use
+    `stats_collector(model).collect(data, apoz=True)` (the same cached
+    collector this function uses).
 
     Args:
         model: A functional or Sequential `keras.Model`, usually one returned
