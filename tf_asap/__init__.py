@@ -2,19 +2,46 @@
 
 The public API, in the order data flows through it:
 
-- `make_prunable`, `apply_masks`, `get_masks`, `strip_masks` (masks),
-- `channel_groups`, `ChannelGroup` (which channels are pruned together),
-- `count_cost` (params and FLOPs, dense and effective),
-- `slim` (physically remove pruned channels).
+- masks: `make_prunable`, `apply_masks`, `get_masks`, `strip_masks`;
+- graph: `channel_groups`, `ChannelGroup` (which channels are pruned together);
+- counting: `count_cost` (params and FLOPs, dense and effective);
+- statistics and importance: `collect_activation_stats`, `tf_asap.importance`;
+- thresholds: `threshold_masks`, `ratio_masks`, `attention_reference`;
+- policies: `AccuracyGuaranteed`, `ParamsTarget`, `FlopsTarget`;
+- controller and callbacks: `RoundController`, `train_baseline`,
+  `AdaptivePruning`, `ActivationStatsCallback`;
+- surgery: `slim`;
+- export: `export_saved_model`, `export_tflite`, `export_micro`,
+  `latency_report`;
+- on top: `load_dataset`, `build_model`.
 """
 
 __version__ = "0.1.0"
 
+from tf_asap import importance, policies
+from tf_asap.adaptive_callback import AdaptivePruning
+from tf_asap.callbacks import ActivationStatsCallback
+from tf_asap.controller import PruningResult, RoundController, train_baseline
 from tf_asap.counting import Cost, LayerCost, count_cost
+from tf_asap.data import load_arrays, load_dataset
+from tf_asap.export import (
+    evaluate_tflite,
+    export_micro,
+    export_saved_model,
+    export_tflite,
+    latency_report,
+)
 from tf_asap.graph import ChannelGroup, ChannelRef, channel_groups
+from tf_asap.importance import (
+    APoZ,
+    ActivationAttention,
+    L1Norm,
+    L2Norm,
+    RandomScore,
+    get_criterion,
+)
 from tf_asap.layers import MaskedLayer
 from tf_asap.masks import apply_masks, get_masks, make_prunable, strip_masks
-from tf_asap.surgery import slim
 from tf_asap.policies import (
     AccuracyGuaranteed,
     Decision,
@@ -24,4 +51,7 @@ from tf_asap.policies import (
     RoundResult,
     policy_from_state,
 )
-from tf_asap import policies
+from tf_asap.stats import ActivationStatistics, collect_activation_stats
+from tf_asap.surgery import slim
+from tf_asap.thresholds import attention_reference, ratio_masks, threshold_masks
+from tf_asap.zoo import available_models, build_model
