@@ -1199,6 +1199,8 @@ class RoundController:
         else:
             optimizer = _default_optimizer(self.epochs, self.steps_per_epoch)
         _compile(self.model, optimizer, loss)
+        if self._rewind_weights is not None:
+            self._check_rewind_checkpoint(rewind_checkpoint)
         self.settings = {
             "epochs": self.epochs,
             "rewind_epoch": self.rewind_epoch,
@@ -1212,6 +1214,25 @@ class RoundController:
         self.threshold_reference = None
         self._records = []
         self._writer = None
+
+    def _check_rewind_checkpoint(self, path):
+        """Refuses, before any round, a rewind checkpoint that does not fit."""
+        state = self._rewind_weights
+        try:
+            _check_shapes("weights", self.model.weights, state.weights, lambda v: v.path)
+            if state.optimizer is not None:
+                _check_shapes(
+                    "optimizer variables", _built_optimizer(self.model).variables,
+                    state.optimizer, _optimizer_variable_name,
+                )
+        except RunDirectoryError as error:
+            raise ConfigurationError(
+                f"The rewind checkpoint '{path}' does not fit this model and "
+                f"optimizer: {error} Pass the checkpoint that train_baseline "
+                "saved for this model (and omit `optimizer`, so that the one it "
+                "was saved with is used), or use learning-rate rewinding "
+                "(rewind_checkpoint=None)."
+            ) from error
 
     # ------------------------------------------------------------- the run
     def run(self) -> PruningResult:
