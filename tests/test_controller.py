@@ -493,3 +493,15 @@ def test_a_policy_that_already_ran_is_refused(tmp_path):
     policy.start(tf_asap.policies.RoundResult(0, 0.0, 0.9, 100, 1000))
     with pytest.raises(ConfigurationError, match="already been started"):
         RoundController(tiny_model(), policy, TRAIN, VALIDATION, run_dir=tmp_path, epochs=4)
+
+
+def test_run_directory_in_use_by_another_run_is_refused(baseline, tmp_path):
+    controller = RoundController(
+        fresh_copy(baseline), AccuracyGuaranteed(0.05, step=0.5, max_rounds=1),
+        TRAIN, VALIDATION, run_dir=tmp_path, epochs=4, rewind_epoch=2, batch_size=BATCH,
+        verbose=0,
+    )
+    with controller_module._RunDirectory(tmp_path).locked():
+        with pytest.raises(RunDirectoryError, match="in use by another process"):
+            controller.run()
+    assert controller.run().best_round in (0, 1)  # released: the run goes ahead

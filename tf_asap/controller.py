@@ -31,6 +31,7 @@ in the same directory, `fsync`, `os.replace`):
 run_dir/
   run.json            manifest: model fingerprint, settings, policy config and
                       state, threshold reference, status (the commit point)
+  run.lock            held (flock) while a process runs in the directory
   rounds.jsonl        one JSON line per completed round
   rewind.npz          what every round rewinds to (optimizer state; weights
                       too with weight rewinding)
@@ -96,6 +97,7 @@ logger = logging.getLogger("tf_asap")
 RUN_FORMAT = 1
 MANIFEST_NAME = "run.json"
 LOG_NAME = "rounds.jsonl"
+LOCK_NAME = "run.lock"
 REWIND_NAME = "rewind.npz"
 BASELINE_DIR = "baseline"
 CHECKPOINT_DIR = "checkpoints"
@@ -975,6 +977,35 @@ class _RunDirectory:
     def checkpoint(self, round_number):
         return os.path.join(self.path, CHECKPOINT_DIR, f"round_{round_number:04d}.npz")
 
+    @contextlib.contextmanager
+    def locked(self):
+        """Holds an exclusive lock on the run directory while a run uses it.
+
+        Two processes pruning into one directory would interleave their
+        rounds. The lock is an OS file lock (`flock`), released by the
+        operating system even when the process is killed, so a crashed run
+        never leaves a stale lock behind. Where `fcntl` does not exist
+        (Windows), runs are not locked.
+        """
+        os.makedirs(self.path, exist_ok=True)
+        try:
+            import fcntl
+        except ImportError:
+            yield
+            return
+        with open(os.path.join(self.path, LOCK_NAME), "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise RunDirectoryError(
+                    f"Run directory '{self.path}' is in use by another process. "
+                    "Wait for that run to finish (or stop it), or use another run_dir."
+                ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def read_manifest(self):
         if not os.path.exists(self.manifest):
             return None
@@ -1243,14 +1274,15 @@ class RoundController:
 
         Raises:
             RunDirectoryError: If `run_dir` belongs to another model or other
-                settings, or is damaged.
+                settings, is damaged, or is in use by another process.
         """
-        manifest = self._open_run()
         try:
-            decision = self._resume_or_start(manifest)
-            while decision.action != "stop":
-                decision = self._run_round(decision)
-            return self._finish(decision)
+            with self.run_dir.locked():
+                manifest = self._open_run()
+                decision = self._resume_or_start(manifest)
+                while decision.action != "stop":
+                    decision = self._run_round(decision)
+                return self._finish(decision)
         except KeyboardInterrupt:
             self._say(
                 f"Interrupted. Completed rounds are saved in '{self.run_dir.path}'; "
