@@ -32,6 +32,7 @@ from tf_asap.export import (
     latency_report,
 )
 from tf_asap.graph import ChannelGroup, ChannelRef, channel_groups
+from tf_asap.inputs import as_batches
 from tf_asap.importance import (
     APoZ,
     ActivationAttention,
@@ -55,3 +56,53 @@ from tf_asap.stats import ActivationStatistics, collect_activation_stats
 from tf_asap.surgery import slim
 from tf_asap.thresholds import attention_reference, ratio_masks, threshold_masks
 from tf_asap.zoo import available_models, build_model
+
+__all__ = [
+    "AccuracyGuaranteed",
+    "ActivationAttention",
+    "ActivationStatistics",
+    "ActivationStatsCallback",
+    "AdaptivePruning",
+    "APoZ",
+    "apply_masks",
+    "as_batches",
+    "attention_reference",
+    "available_models",
+    "build_model",
+    "channel_groups",
+    "ChannelGroup",
+    "ChannelRef",
+    "collect_activation_stats",
+    "Cost",
+    "count_cost",
+    "Decision",
+    "evaluate_tflite",
+    "export_micro",
+    "export_saved_model",
+    "export_tflite",
+    "FlopsTarget",
+    "get_criterion",
+    "get_masks",
+    "importance",
+    "L1Norm",
+    "L2Norm",
+    "latency_report",
+    "LayerCost",
+    "load_arrays",
+    "load_dataset",
+    "make_prunable",
+    "MaskedLayer",
+    "ParamsTarget",
+    "policies",
+    "Policy",
+    "policy_from_state",
+    "PruningResult",
+    "RandomScore",
+    "ratio_masks",
+    "RoundController",
+    "RoundResult",
+    "slim",
+    "strip_masks",
+    "threshold_masks",
+    "train_baseline",
+]
