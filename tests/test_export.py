@@ -628,6 +628,26 @@ def test_micro_manifest_records_the_measured_figures(micro_bundle):
     assert manifest["inputs"][0]["dtype"] == "int8"
 
 
+def test_micro_bundle_evaluates_a_dataset_of_x_y(tmp_path):
+    model = residual_model(width=4)
+    x = random_images(12)
+    y = model.predict(x, verbose=0).argmax(-1)
+    evaluation = tf.data.Dataset.from_tensor_slices((x, y)).batch(5)
+
+    bundle = export.export_micro(model, tmp_path, "tiny", x, evaluation_data=evaluation)
+
+    assert bundle.evaluated_samples == 12
+    assert bundle.float_accuracy == 1.0
+    assert bundle.accuracy >= 0.75
+    assert sorted(os.listdir(tmp_path)) == [
+        "tiny.tflite",
+        "tiny_manifest.json",
+        "tiny_model_data.cc",
+        "tiny_model_data.h",
+        "tiny_op_resolver.h",
+    ]
+
+
 @pytest.mark.parametrize(
     "operator, method",
     [
@@ -681,6 +701,20 @@ def test_latency_report_rows_hold_speedup_and_flops_ratio(tmp_path):
     assert (file_row.params, file_row.flops) == (123, 4567)
     assert file_row.size_bytes == os.path.getsize(flatbuffer_path)
     assert all(0 < row.latency_p10_ms <= row.latency_ms <= row.latency_p90_ms for row in rows)
+
+
+def test_latency_report_can_time_with_thread_cpu_time():
+    model = residual_model(width=8)
+
+    rows = export.latency_report(
+        {"a": model, "b": model}, clock="cpu", num_runs=10, warmup_runs=1
+    )
+
+    assert all(row.latency_ms > 0 for row in rows)
+    with pytest.raises(ConfigurationError, match="num_threads=1"):
+        export.latency_report({"a": model}, clock="cpu", num_threads=2)
+    with pytest.raises(ConfigurationError, match="`clock`"):
+        export.latency_report({"a": model}, clock="gpu")
 
 
 def test_latency_table_renders_one_markdown_row_per_model():
