@@ -451,11 +451,30 @@ def test_any_run_stops_within_max_rounds_on_an_acceptable_round(make_policy, scr
     assert len(decisions) - 1 <= policy.max_rounds
     history = policy.history
     assert policy.acceptable(history[decisions[-1].best_round])
-    for previous, decision in zip(decisions, decisions[1:]):
+    for round_number, (previous, decision) in enumerate(zip(decisions, decisions[1:]), start=1):
         if decision.action == "rollback":
             assert policy.acceptable(history[decision.rollback_to])
-            # A retry is always more conservative than the round that failed.
-            assert decision.threshold <= previous.threshold
+            failed, kept = history[round_number], history[decision.rollback_to]
+            if policy._size(failed) == policy._size(kept):
+                # Nothing was pruned: noise, so T moves on by the same step.
+                assert decision.threshold > previous.threshold
+            else:
+                # A retry is always more conservative than the round that failed.
+                assert decision.threshold <= previous.threshold
+
+
+def test_failed_round_that_pruned_nothing_raises_t_without_halving_the_step():
+    policy = AccuracyGuaranteed(max_accuracy_drop=0.0, step=0.1)
+    policy.start(RoundResult(0, 0.0, 0.80, 1000, 100_000))
+    decision = policy.observe(RoundResult(1, 0.0, 0.797, 1000, 100_000))
+    assert decision.action == "rollback" and decision.rollback_to == 0
+    assert decision.threshold == pytest.approx(0.1)
+    assert policy.step == pytest.approx(0.1)
+    assert "retraining noise" in decision.reason
+    # A failure that did prune something still rolls back with a halved step.
+    decision = policy.observe(RoundResult(2, 0.1, 0.79, 900, 90_000))
+    assert decision.action == "rollback" and decision.rollback_to == 0
+    assert policy.step == pytest.approx(0.05)
 
 
 def test_docstring_examples_run():

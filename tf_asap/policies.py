@@ -223,7 +223,10 @@ class Policy:
     the last acceptable round `k` and retries with `T[k] + λ_k / 2^(N+1)`,
     where λ_k is the step in effect when `k` was accepted and `N` the number of
     earlier rollbacks to `k`; the halved step then carries on (lines 21-23).
-    After `max_rollbacks` rollbacks to the same `k`, `k` is marked exhausted
+    An unacceptable round that removed nothing (its size equals its
+    parent's) failed on retraining noise alone; the policy restores the parent
+    and raises `T` by the current step without halving it or counting a
+    rollback. After `max_rollbacks` rollbacks to the same `k`, `k` is marked exhausted
     and the policy goes back to the acceptable round before it (lines
     17-19). A rollback to the baseline retries from `initial_threshold` with
     the halved step, since no `T` is smaller than the one round 1 used.
@@ -466,14 +469,16 @@ class Policy:
         verdict = self._verdict(result)
         if self._meets_target(result):
             return self._stop(f"{verdict}: target met")
-        if not self.acceptable(result):
-            return self._roll_back(verdict)
-        # Algorithm 2, lines 8-13.
         parent = self._lineage[-1]
         moved = (
             _relative_change(self._size(self._result(parent.round)), self._size(result))
             > self.min_relative_change + _ROUNDING_SLACK
         )
+        if not self.acceptable(result):
+            if not moved:
+                return self._skip_noise(verdict, parent, threshold)
+            return self._roll_back(verdict)
+        # Algorithm 2, lines 8-13.
         if parent.round == 0:
             streak, armed = 0, False
         else:
@@ -492,6 +497,27 @@ class Policy:
         return self._prune(
             next_threshold,
             f"{verdict}: raise T to {next_threshold:.6g} (step {self._step:.6g})",
+        )
+
+    def _skip_noise(self, verdict, parent, threshold):
+        """A failed round that removed nothing: keep its parent, raise T.
+
+        The round pruned nothing (its size is its parent's), so its accuracy
+        change is retraining noise, not damage done by pruning. Halving λ or
+        counting a rollback would let noise stall the search at a threshold
+        that removes nothing (at a 0% accuracy bound it never starts).
+        The parent's model is restored and T moves on by the current step.
+        """
+        next_threshold = threshold + self._step
+        return Decision(
+            action="rollback",
+            threshold=next_threshold,
+            rollback_to=parent.round,
+            best_round=None,
+            reason=(
+                f"{verdict}, but nothing was pruned (retraining noise): keep round "
+                f"{parent.round}, raise T to {next_threshold:.6g} (step {self._step:.6g})"
+            ),
         )
 
     def _roll_back(self, verdict):
