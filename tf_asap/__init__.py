@@ -25,11 +25,19 @@ from tf_asap.controller import PruningResult, RoundController, train_baseline
 from tf_asap.counting import Cost, LayerCost, count_cost
 from tf_asap.data import load_arrays, load_dataset
 from tf_asap.export import (
+    LatencyRow,
+    MicroBundle,
+    convert_tflite,
     evaluate_tflite,
+    evaluate_tflite_micro,
     export_micro,
     export_saved_model,
     export_tflite,
+    find_arena_size,
     latency_report,
+    render_latency_table,
+    run_tflite,
+    run_tflite_micro,
 )
 from tf_asap.graph import ChannelGroup, ChannelRef, channel_groups
 from tf_asap.inputs import as_batches
@@ -58,6 +66,14 @@ from tf_asap.thresholds import attention_reference, ratio_masks, threshold_masks
 from tf_asap.zoo import available_models, build_model
 
 __all__ = [
+    "run_tflite_micro",
+    "run_tflite",
+    "render_latency_table",
+    "find_arena_size",
+    "evaluate_tflite_micro",
+    "convert_tflite",
+    "MicroBundle",
+    "LatencyRow",
     "AccuracyGuaranteed",
     "ActivationAttention",
     "ActivationStatistics",
