@@ -74,7 +74,7 @@ def test_callback_prunes_stops_and_leaves_the_accepted_model():
     spy = EpochSpy()
     pruning = AdaptivePruning(
         ParamsTarget(reduction=0.3, step=0.5, max_rounds=5),
-        CALIBRATION, VALIDATION, epochs_per_round=1, verbose=0,
+        CALIBRATION, VALIDATION, epochs_per_round=1, skip_unpruned_rounds=False, verbose=0,
     )
     history = pm.fit(*TRAIN, epochs=40, batch_size=BATCH, verbose=0, callbacks=[spy, pruning])
     epochs_run = len(history.history["loss"])
@@ -138,7 +138,7 @@ def test_callback_rollback_restores_identical_state(monkeypatch):
     # Round 1 (T = 0) is acceptable; round 2 (T = 5) overshoots: roll back to 1.
     pruning = AdaptivePruning(
         ParamsTarget(reduction=0.2, tolerance=0.05, step=5.0, max_rounds=3),
-        CALIBRATION, VALIDATION, epochs_per_round=1, verbose=0,
+        CALIBRATION, VALIDATION, epochs_per_round=1, skip_unpruned_rounds=False, verbose=0,
     )
     pm.fit(*TRAIN, epochs=10, batch_size=BATCH, verbose=0, callbacks=[spy, pruning])
     records = pruning.records
@@ -153,13 +153,37 @@ def test_fit_ending_before_the_policy_stops_leaves_the_best_round():
     spy = EpochSpy()
     pruning = AdaptivePruning(
         ParamsTarget(reduction=0.9, step=0.3, max_rounds=50),
-        CALIBRATION, VALIDATION, epochs_per_round=1, verbose=0,
+        CALIBRATION, VALIDATION, epochs_per_round=1, skip_unpruned_rounds=False, verbose=0,
     )
     pm.fit(*TRAIN, epochs=3, batch_size=BATCH, verbose=0, callbacks=[spy, pruning])
     assert pruning.records[-1]["decision"] != "stop"
     best = pruning.best_round
     assert best == pruning.policy.best_round
     assert same_state(snapshot_state(pm), spy.ends[best - 1])
+
+
+def test_callback_evaluates_a_round_that_prunes_nothing_without_training_it():
+    pm = trained_prunable_model()
+    spy = EpochSpy()
+    # A tiny step: the first rounds prune nothing and take no epochs.
+    pruning = AdaptivePruning(
+        ParamsTarget(reduction=0.3, step=1e-6, patience=1, max_rounds=3),
+        CALIBRATION, VALIDATION, epochs_per_round=2, verbose=0,
+    )
+    history = pm.fit(*TRAIN, epochs=8, batch_size=BATCH, verbose=0, callbacks=[spy, pruning])
+    records = pruning.records
+    assert len(records) == 4 and records[-1]["decision"] == "stop"
+    # Round 1 (T = 0) may prune dead filters; later rounds prune nothing more.
+    unpruned = [r for r in records[1:] if r["pruned_channels"] == 0]
+    assert len(unpruned) >= 2
+    assert all(r["epochs"] == 0 for r in unpruned)
+    trained_epochs = sum(r["epochs"] for r in records)
+    # fit() stops at the end of the epoch in which the policy stopped.
+    assert len(history.history["loss"]) == max(1, trained_epochs)
+    # The model left is the best round's, not trained further in that epoch.
+    assert same_state(snapshot_state(pm), pruning._states[pruning.best_round])
+    if trained_epochs == 0:  # stopped before training: the model fit started with
+        assert same_state(snapshot_state(pm), spy.begins[0])
 
 
 def test_callback_records_render_as_a_report_table():

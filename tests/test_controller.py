@@ -118,6 +118,11 @@ def finished_run(baseline, tmp_path_factory):
     return controller, result, spy, run_dir
 
 
+def trained_rounds(records):
+    """Rounds that were retrained, in order: the i-th fit() call is round trained_rounds[i]."""
+    return [record["round"] for record in records[1:] if record["epochs"]]
+
+
 def parents(records):
     """{round: round it was pruned from}, following rollbacks."""
     found = {}
@@ -162,13 +167,20 @@ def test_masks_only_shrink_from_round_to_round(finished_run):
     records = result.rounds
     assert len(records) >= 4
     masks = {0: {name: np.ones_like(keep) for name, keep in spy.masks[0].items()}}
-    # spy.masks[i] are the masks round i + 1 retrained with.
-    for index, round_masks in enumerate(spy.masks):
-        masks[index + 1] = round_masks
-    assert any(not keep.all() for keep in masks[len(spy.masks)].values())
+    trained = dict(zip(trained_rounds(records), spy.masks))
+    assert trained, "no round pruned anything"
     for round_number, parent in parents(records).items():
+        if round_number not in trained:
+            # Nothing pruned: not retrained, and the model is its parent's.
+            assert records[round_number]["pruned_channels"] == 0
+            assert records[round_number]["params"] == records[parent]["params"]
+            masks[round_number] = masks[parent]
+            continue
+        masks[round_number] = trained[round_number]
+        assert records[round_number]["pruned_channels"] > 0
         for name, keep in masks[round_number].items():
             assert not np.any(keep & ~masks[parent][name]), (round_number, name)
+        assert records[round_number]["params"] < records[parent]["params"]
 
 
 def test_every_round_records_accuracy_params_flops_and_decision(finished_run):
@@ -195,14 +207,15 @@ def test_every_round_records_accuracy_params_flops_and_decision(finished_run):
 def test_learning_rate_rewinding_resets_the_schedule_and_keeps_the_weights(finished_run):
     _, result, spy, _ = finished_run
     records = result.rounds
-    for index, start in enumerate(spy.starts):
+    trained = trained_rounds(records)
+    assert len(spy.starts) == len(trained)
+    for index, (round_number, start) in enumerate(zip(trained, spy.starts)):
         optimizer = dict(start.optimizer)
         assert int(optimizer["iteration"]) == 2 * STEPS  # epoch k = 2 of the schedule
         assert all(not value.any() for name, value in start.optimizer if name.endswith("momentum"))
-        round_number = index + 1
         parent = parents(records)[round_number]
-        if parent == round_number - 1 and round_number > 1:
-            # Pruned on top of the previous round: its trained weights go on.
+        if index > 0 and parent == trained[index - 1]:
+            # Pruned on top of the previous retrained round: its weights go on.
             previous_end = dict(spy.ends[index - 1].weights)
             for name, value in start.weights:
                 if not name.endswith("_mask"):
@@ -248,7 +261,8 @@ def test_rollback_restores_identical_weights_masks_and_optimizer(baseline, tmp_p
     monkeypatch.setattr(controller_module, "prune_filters", recording_prune_filters)
     controller = RoundController(
         fresh_copy(baseline), policy, TRAIN, VALIDATION, run_dir=tmp_path, epochs=4,
-        rewind_epoch=2, batch_size=BATCH, optimizer=sgd(), callbacks=[spy], verbose=0,
+        rewind_epoch=2, batch_size=BATCH, optimizer=sgd(), callbacks=[spy],
+        skip_unpruned_rounds=False, verbose=0,  # every round trains: fit i is round i + 1
     )
     result = controller.run()
     records = result.rounds
@@ -260,6 +274,25 @@ def test_rollback_restores_identical_weights_masks_and_optimizer(baseline, tmp_p
     # And the saved checkpoint of round 1 is that state too.
     saved, _ = load_state(os.path.join(tmp_path, "checkpoints", "round_0001.npz"))
     assert same_state(saved, spy.ends[0])
+
+
+def test_a_round_that_prunes_nothing_is_evaluated_without_retraining(baseline, tmp_path):
+    # Thresholds far below every live score: no round prunes anything.
+    spy = RoundSpy()
+    result = RoundController(
+        fresh_copy(baseline), AccuracyGuaranteed(0.05, step=1e-6, patience=1, max_rounds=3),
+        TRAIN, VALIDATION, run_dir=tmp_path, epochs=4, rewind_epoch=2, batch_size=BATCH,
+        optimizer=sgd(), callbacks=[spy], verbose=0,
+    ).run()
+    records = result.rounds
+    assert len(records) == 4
+    # Round 1 (T = 0) may prune dead filters; later rounds prune nothing more.
+    unpruned = [r for r in records[1:] if r["pruned_channels"] == 0]
+    assert len(unpruned) >= 2
+    for record in unpruned:
+        assert record["epochs"] == 0
+        assert record["accuracy"] == pytest.approx(records[record["round"] - 1]["accuracy"], abs=1e-6)
+    assert len(spy.starts) == len(records) - 1 - len(unpruned)
 
 
 def test_snapshot_and_restore_state_round_trip_exactly():

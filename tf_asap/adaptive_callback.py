@@ -55,6 +55,9 @@ class AdaptivePruning(keras.callbacks.Callback):
        shrink), and rewinds; on `"stop"` it restores the best round and sets
        `model.stop_training`.
 
+    A round whose threshold prunes nothing is evaluated at once and takes no
+    epochs (see `skip_unpruned_rounds`), as in `RoundController`.
+
     Rewinding (`rewind`): `"lr"` restores the optimizer state taken when `fit`
     started, so every round retrains with the same stretch of the
     learning-rate schedule and the same `optimizer.iterations` (the paper's
@@ -83,6 +86,11 @@ class AdaptivePruning(keras.callbacks.Callback):
             Defaults to `None`: the policy's objective.
         rewind: `"lr"`, `"weights"` or `"none"` (see above). Defaults to
             `"lr"`.
+        skip_unpruned_rounds: A round whose threshold prunes no channel is
+            evaluated and reported at once, without training epochs (its
+            model is the one it started from), and the next round starts in
+            the same epoch. `False` trains every round. Defaults to `True`,
+            as in `RoundController`.
         verbose: `1` prints one line per round, `0` is silent. Defaults to
             `1`.
 
@@ -115,6 +123,7 @@ class AdaptivePruning(keras.callbacks.Callback):
         criterion="attention",
         objective=None,
         rewind="lr",
+        skip_unpruned_rounds=True,
         verbose=1,
     ):
         super().__init__()
@@ -163,6 +172,7 @@ class AdaptivePruning(keras.callbacks.Callback):
         self.criterion = resolve_criterion(criterion)
         self.objective = objective
         self.rewind = rewind
+        self.skip_unpruned_rounds = bool(skip_unpruned_rounds)
         self.verbose = int(verbose)
         self.records = []
         self.best_round = None
@@ -171,9 +181,11 @@ class AdaptivePruning(keras.callbacks.Callback):
         self._validation = None
         self._rewind_state = None
         self._threshold = None
+        self._pruned = 0
         self._epochs_in_round = 0
         self._round_started = None
         self._finished = False
+        self._stopped_in_this_fit = False
 
     # ---------------------------------------------------------- Keras hooks
     def on_train_begin(self, logs=None):
@@ -208,26 +220,21 @@ class AdaptivePruning(keras.callbacks.Callback):
         self._epochs_in_round += 1
         if self._epochs_in_round < self.epochs_per_round:
             return
-        model = self.model
-        round_number = self.policy.next_round
-        result, cost = evaluate_round(model, self._validation, round_number, self._threshold)
-        decision = self.policy.observe(result)
-        if self.policy.acceptable(result):
-            self._states[round_number] = snapshot_state(model)
-        self._log(round_record(
-            self.policy, result, decision, cost,
-            epochs=self._epochs_in_round,
-            wall_time_s=round(time.monotonic() - self._round_started, 3),
-            rewinding=self.rewind,
-            threshold_reference=self.threshold_reference,
-        ))
+        decision = self._end_round(self._epochs_in_round)
         if logs is not None:
-            logs["pruning_round"] = round_number
+            logs["pruning_round"] = self.records[-1]["round"]
             logs["pruning_accuracy_drop"] = self.records[-1]["accuracy_drop"]
             logs["pruning_params_left"] = self.records[-1]["params_left"]
         self._carry_out(decision)
 
     def on_train_end(self, logs=None):
+        if self._stopped_in_this_fit:
+            # Restored again because a stop decided before the first epoch
+            # (when the first rounds prune nothing) still lets Keras run
+            # that epoch.
+            restore_state(self.model, self._states[self.best_round])
+            self._stopped_in_this_fit = False
+            return
         if self._finished or not self.policy.history:
             return
         # fit() ended before the policy stopped: leave the best accepted round.
@@ -241,30 +248,59 @@ class AdaptivePruning(keras.callbacks.Callback):
         )
 
     # ------------------------------------------------------------- helpers
-    def _carry_out(self, decision):
+    def _end_round(self, epochs):
+        """Evaluates the round in progress, tells the policy, keeps its state if acceptable."""
         model = self.model
-        if decision.action == "stop":
-            restore_state(model, self._states[decision.best_round])
-            self.best_round = decision.best_round
-            self._finished = True
-            self._threshold = None
-            model.stop_training = True
-            self._say(f"Pruning done: best round {decision.best_round}. {decision.reason}")
-            return
-        if decision.action == "rollback":
-            restore_state(model, self._states[decision.rollback_to])
-        self._round_started = time.monotonic()
-        scores = self.criterion.score(model, self.calibration_data)
-        if self.threshold_reference is None:
-            self.threshold_reference = measure_threshold_reference(scores, model, self.objective)
-        prune_filters(model, scores, decision.threshold, self.objective, self.threshold_reference)
+        round_number = self.policy.next_round
+        result, cost = evaluate_round(model, self._validation, round_number, self._threshold)
+        decision = self.policy.observe(result)
+        if self.policy.acceptable(result):
+            self._states[round_number] = snapshot_state(model)
+        self._log(round_record(
+            self.policy, result, decision, cost,
+            epochs=epochs,
+            pruned_channels=self._pruned,
+            wall_time_s=round(time.monotonic() - self._round_started, 3),
+            rewinding=self.rewind,
+            threshold_reference=self.threshold_reference,
+        ))
+        return decision
+
+    def _carry_out(self, decision):
+        """Executes the policy's decision and starts the next round."""
+        model = self.model
+        while True:
+            if decision.action == "stop":
+                restore_state(model, self._states[decision.best_round])
+                self.best_round = decision.best_round
+                self._finished = True
+                self._stopped_in_this_fit = True
+                self._threshold = None
+                model.stop_training = True
+                self._say(f"Pruning done: best round {decision.best_round}. {decision.reason}")
+                return
+            if decision.action == "rollback":
+                restore_state(model, self._states[decision.rollback_to])
+            self._round_started = time.monotonic()
+            scores = self.criterion.score(model, self.calibration_data)
+            if self.threshold_reference is None:
+                self.threshold_reference = measure_threshold_reference(scores, model, self.objective)
+            step = prune_filters(
+                model, scores, decision.threshold, self.objective, self.threshold_reference
+            )
+            self._threshold = decision.threshold
+            self._pruned = step.removed
+            self._epochs_in_round = 0
+            if step.removed or not self.skip_unpruned_rounds:
+                break
+            # Nothing pruned: the round's model is the one it starts from, so
+            # it is evaluated at once instead of trained (as the controller does).
+            decision = self._end_round(0)
         if self.rewind != "none":
             restore_state(
                 model, self._rewind_state,
                 weights=self.rewind == "weights", masks=False, optimizer=True,
             )
-        self._threshold = decision.threshold
-        self._epochs_in_round = 0
 
     def _log(self, record):
         self.records.append(record)

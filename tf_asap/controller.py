@@ -73,13 +73,18 @@ from tf_asap.counting import count_cost
 from tf_asap.errors import ConfigurationError, DataError, RunDirectoryError
 from tf_asap.inputs import DEFAULT_BATCH_SIZE, as_batches
 from tf_asap.layers import MaskedLayer
-from tf_asap.masks import apply_masks, is_prunable_model, make_prunable
+from tf_asap.masks import apply_masks, get_masks, is_prunable_model, make_prunable
 from tf_asap.policies import Policy, RoundResult, policy_from_state
+
+# Imported here, not lazily: it registers the recipe's optimizer and schedule
+# with Keras, which the `.keras` files of runs reference when loaded.
+from tf_asap.recipe import paper_optimizer
 
 __all__ = [
     "Baseline",
     "ModelState",
     "PruningResult",
+    "PruningStep",
     "RoundController",
     "evaluate_round",
     "load_state",
@@ -431,6 +436,19 @@ def criterion_name(criterion):
     return getattr(criterion, "name", None) or type(criterion).__name__
 
 
+@dataclasses.dataclass(frozen=True)
+class PruningStep:
+    """What one call of `prune_filters` did.
+
+    Attributes:
+        masks: `{group name: keep}` of every prunable group, as applied.
+        removed: Channels this step pruned (live before, masked now).
+    """
+
+    masks: dict
+    removed: int
+
+
 def prune_filters(model, scores, threshold, objective, reference):
     """Sets the masks of one pruning round (Algorithm 1, line 5; Algorithm 3).
 
@@ -451,14 +469,16 @@ def prune_filters(model, scores, threshold, objective, reference):
             `measure_threshold_reference`).
 
     Returns:
-        `{group name: keep}` of every prunable group, as applied.
+        A `PruningStep`.
     """
     from tf_asap.thresholds import threshold_masks
 
+    before = get_masks(model)
     masks = threshold_masks(model, scores, threshold, objective=objective, reference=reference)
-    if masks:
+    removed = sum(int(np.sum(before[name] & ~np.asarray(keep, bool))) for name, keep in masks.items())
+    if removed:
         apply_masks(model, masks)
-    return masks
+    return PruningStep(masks, removed)
 
 
 def measure_threshold_reference(scores, model, objective):
@@ -706,8 +726,6 @@ def _compile(model, optimizer, loss):
 
 
 def _default_optimizer(epochs, steps_per_epoch):
-    from tf_asap.recipe import paper_optimizer
-
     return paper_optimizer(epochs, steps_per_epoch)
 
 
@@ -1116,6 +1134,14 @@ class RoundController:
             cross-entropy, from logits unless the model ends in a softmax.
         callbacks: More Keras callbacks for every retraining `fit`. Defaults
             to `None`.
+        skip_unpruned_rounds: Do not rewind and retrain a round whose
+            threshold prunes no channel: its model is the model it started
+            from, so it is only evaluated and reported to the policy (with 0
+            epochs in the log). Such rounds are common while `T` is still
+            below every live filter's score and when the size converges (the
+            0.1% rule needs several unchanged rounds), and retraining them
+            would only train the same model longer. `False` retrains every
+            round, as Algorithm 1 is written. Defaults to `True`.
         verbose: `0` silent; `1` one line per round and a progress bar while
             retraining; `2` one line per round and per epoch. Defaults to `1`.
 
@@ -1153,6 +1179,7 @@ class RoundController:
         optimizer=None,
         loss=None,
         callbacks=None,
+        skip_unpruned_rounds=True,
         verbose=1,
     ):
         if not isinstance(policy, Policy):
@@ -1187,6 +1214,7 @@ class RoundController:
         self.criterion = resolve_criterion(criterion)
         self._criterion_name = criterion_name(self.criterion)
         self.callbacks = list(callbacks or [])
+        self.skip_unpruned_rounds = bool(skip_unpruned_rounds)
         self.run_dir = _RunDirectory(run_dir)
 
         rewind_metadata = None
@@ -1241,6 +1269,7 @@ class RoundController:
             "criterion": self._criterion_name,
             "objective": self.objective,
             "optimizer": type(self.model.optimizer).__name__,
+            "skip_unpruned_rounds": self.skip_unpruned_rounds,
         }
         self.threshold_reference = None
         self._records = []
@@ -1462,27 +1491,33 @@ class RoundController:
             # Persisted before use, so a resumed run prunes on the same scale.
             manifest = self._manifest("running")
             self.run_dir.write_manifest(manifest)
-        prune_filters(self.model, scores, threshold, self.objective, self.threshold_reference)
-        self._restore_rewind(weights=self.rewinding == "weights")
+        step = prune_filters(self.model, scores, threshold, self.objective, self.threshold_reference)
         retrain_epochs = self.epochs - self.rewind_epoch
-        if self.verbose:
-            self._say(
-                f"round {round_number:3d}: pruned with T={threshold:.4g}; retraining "
-                f"{retrain_epochs} epoch(s)"
+        if step.removed or not self.skip_unpruned_rounds:
+            self._restore_rewind(weights=self.rewinding == "weights")
+            if self.verbose:
+                self._say(
+                    f"round {round_number:3d}: T={threshold:.4g} pruned {step.removed} "
+                    f"channel(s); retraining {retrain_epochs} epoch(s)"
+                )
+            self.model.fit(
+                self.train,
+                epochs=self.epochs,
+                initial_epoch=self.rewind_epoch,
+                callbacks=self.callbacks,
+                verbose=min(self.verbose, 2),
+                shuffle=False,  # see _training_batches
             )
-        self.model.fit(
-            self.train,
-            epochs=self.epochs,
-            initial_epoch=self.rewind_epoch,
-            callbacks=self.callbacks,
-            verbose=min(self.verbose, 2),
-            shuffle=False,  # see _training_batches
-        )
+        else:
+            # Nothing pruned: the round's model is the model it starts from,
+            # so retraining it would only train the same model longer.
+            retrain_epochs = 0
         result, cost = evaluate_round(self.model, self.validation, round_number, threshold)
         decision = self.policy.observe(result)
         record = round_record(
             self.policy, result, decision, cost,
             epochs=retrain_epochs,
+            pruned_channels=step.removed,
             wall_time_s=round(time.monotonic() - started, 3),
             rewinding=self.rewinding,
             threshold_reference=self.threshold_reference,
