@@ -293,6 +293,8 @@ def test_prune_with_a_different_target_on_resume_fails_with_one_line(pruned):
     assert result.returncode == 1
     lines = user_lines(result.stderr)
     assert len(lines) == 1 and "other settings" in lines[0]
+    saved = json.loads((run_dir / "prune.json").read_text())
+    assert saved["max_accuracy_drop"] == pytest.approx(0.05)  # the refused flags are not saved
 
 
 @needs_fashion_mnist

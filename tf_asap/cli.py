@@ -65,11 +65,15 @@ QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 DEFAULT_DEMO_BASELINE = os.path.join("saved_models", "fashion_mnist_cnn")
 
 # Lines TensorFlow, absl and XLA print from C++ that tell a user nothing:
-# glog-format lines ("I0000 00:00:1795263358.389808   12269 port.cc:153] ...")
-# and absl's notice before its logging is initialised.
+# glog-format lines ("I0000 00:00:1795263358.389808   12269 port.cc:153] ..."),
+# absl's notice before its logging is initialised, and the continuation of
+# the CPU-instructions notice.
 _NATIVE_NOISE = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
-    r"|[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\] )"
+    r"|[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\] "
+    # The second line of cpu_feature_guard's message.
+    r"|To enable the following instructions: .* rebuild TensorFlow with the"
+    r" appropriate compiler flags\.$)"
 )
 
 
@@ -647,8 +651,12 @@ def _run_pruning(settings, run_dir, verbose):
         )
     policy = _policy(settings)
     saved = {key: settings[key] for key in _PRUNE_KEYS}
-    saved["model"] = settings["model"]
-    _write_json(os.path.join(run_dir, PRUNE_SETTINGS), saved)
+    saved_path = os.path.join(run_dir, PRUNE_SETTINGS)
+    # Written when the run starts, so that a crashed run resumes with
+    # `--resume` alone; a resume with other flags must not replace it before
+    # the controller has accepted them (it refuses other settings).
+    if not os.path.exists(saved_path):
+        _write_json(saved_path, saved)
     controller = RoundController(
         model, policy, train, validation, run_dir=run_dir, epochs=epochs,
         rewind_epoch=rewind_epoch, rewind_checkpoint=settings["rewind_checkpoint"],
@@ -661,7 +669,9 @@ def _run_pruning(settings, run_dir, verbose):
         f"rewinding to epoch {rewind_epoch} of {epochs} ({epochs - rewind_epoch} "
         f"epoch(s) of {int(train.cardinality())} steps per round). Run directory: {run_dir}"
     )
-    return controller.run()
+    result = controller.run()
+    _write_json(saved_path, saved)
+    return result
 
 
 def _describe_policy(settings):
@@ -802,7 +812,13 @@ def _export(args):
         keras_accuracy = float(np.mean(np.argmax(predictions, axis=-1) == y))
         _say(f"Keras model accuracy on the same {len(y):,} test images: {100 * keras_accuracy:.2f}%")
     if args.latency:
-        rows = export.latency_report(tflite_files, num_runs=args.latency_runs)
+        import tf_asap
+
+        cost = tf_asap.count_cost(model)
+        rows = export.latency_report(
+            tflite_files, costs={key: cost for key in tflite_files},
+            num_runs=args.latency_runs,
+        )
         _say("")
         _say("Batch-1 LiteRT latency (1 thread):")
         _say(export.render_latency_table(rows))
@@ -903,7 +919,7 @@ def _demo(args):
     settings.update(
         model=baseline_dir, max_accuracy_drop=args.max_accuracy_drop,
         rewind=args.rewind, epochs_per_round=args.epochs_per_round,
-        limit=args.limit, max_rounds=args.max_rounds, step=args.step,
+        epochs=args.epochs, limit=args.limit, max_rounds=args.max_rounds, step=args.step,
         calibration_samples=args.calibration_samples,
     )
     resume_args = argparse.Namespace(run_dir=args.run_dir, resume=True, **settings)
@@ -1251,14 +1267,18 @@ def build_parser():
     demo.add_argument("--baseline", default=DEFAULT_DEMO_BASELINE,
                       help="directory written by `tf-asap train`")
     demo.add_argument("--run-dir", default=os.path.join("runs", "main_job"), help="run directory")
-    demo.add_argument("--max-accuracy-drop", type=fraction, default=0.005,
+    demo.add_argument("--max-accuracy-drop", type=fraction, default=0.01,
                       help="largest accuracy drop (fraction or percent)")
     demo.add_argument("--rewind", choices=("weights", "lr"), default="lr", help="rewinding")
     demo.add_argument("--epochs-per-round", type=positive_int, default=2,
                       help="retraining epochs per round (with --rewind lr)")
+    demo.add_argument("--epochs", type=positive_int, default=4,
+                      help="length of the learning-rate schedule whose last --epochs-per-round "
+                      "epochs each round replays, with --rewind lr (4 and 2: one epoch at "
+                      "0.1x and one at 0.01x the training's initial learning rate)")
     demo.add_argument("--limit", type=positive_int, default=8000,
                       help="training images used for retraining")
-    demo.add_argument("--max-rounds", type=positive_int, default=12, help="last pruning round")
+    demo.add_argument("--max-rounds", type=positive_int, default=15, help="last pruning round")
     demo.add_argument("--step", type=positive_float, default=0.2,
                       help="initial threshold step λ (relative units)")
     demo.add_argument("--calibration-samples", type=positive_int, default=1024,
