@@ -198,22 +198,38 @@ def table(rows, args, baseline, baseline_seconds, rewind_epoch, steps):
 
 
 def plot(results, args, path):
-    """Params reduction and accuracy drop against cumulative retraining, per policy."""
+    """Accuracy drop and params reduction of every round against the retraining spent.
+
+    Dots are acceptable rounds, crosses unacceptable ones, the star the
+    policy's result; rounds that pruned nothing cost no epochs and stack up
+    at the same x.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(7.0, 5.6), dpi=120)
     FigureCanvasAgg(figure)
     top, bottom = figure.subplots(2, 1, sharex=True)
-    for key, result in results.items():
+    for index, (key, result) in enumerate(results.items()):
         records = result.rounds
         spent, total = [], 0
         for record in records:
             total += record["epochs"]
             spent.append(total / args.epochs)
+        color = f"C{index}"
         label = POLICIES[key][0]
-        top.plot(spent, [100 * r["accuracy_drop"] for r in records], marker="o", markersize=3, label=label)
-        bottom.plot(spent, [100 * r["params_reduction"] for r in records], marker="o", markersize=3, label=label)
+        for axis, field in ((top, "accuracy_drop"), (bottom, "params_reduction")):
+            values = [100 * r[field] for r in records]
+            axis.plot(spent, values, color=color, alpha=0.35, linewidth=1)
+            good = [i for i, r in enumerate(records) if r["acceptable"]]
+            bad = [i for i, r in enumerate(records) if not r["acceptable"]]
+            axis.plot([spent[i] for i in good], [values[i] for i in good], "o", color=color,
+                      markersize=4, label=label if axis is top else None)
+            axis.plot([spent[i] for i in bad], [values[i] for i in bad], "x", color=color,
+                      markersize=6)
+            best = result.best_round
+            axis.plot([spent[best]], [values[best]], "*", color=color, markersize=14,
+                      markeredgecolor="black")
     for axis in (top, bottom):
         axis.axvline(TARGET_RATIO, color="tab:red", linestyle="--", linewidth=1, label="5x baseline")
         axis.grid(True, alpha=0.3)

@@ -698,16 +698,16 @@ def _steps_per_epoch(dataset, name):
 
 
 def _outputs_logits(model):
-    """Whether the (single) output layer has no softmax or sigmoid."""
+    """Whether the (single) output layer has no softmax or sigmoid.
+
+    `tf_asap.recipe.outputs_logits` asks the same of a plain model; here the
+    output layer is usually a `MaskedLayer`, whose wrapped layer has the
+    activation.
+    """
     layer = model.layers[-1]
     if isinstance(layer, MaskedLayer):
         layer = layer.layer
     if isinstance(layer, keras.layers.Softmax):
-        return False
-    if isinstance(layer, keras.layers.Activation) and getattr(layer, "activation", None) in (
-        keras.activations.softmax,
-        keras.activations.sigmoid,
-    ):
         return False
     activation = getattr(layer, "activation", None)
     return activation not in (keras.activations.softmax, keras.activations.sigmoid)
