@@ -143,3 +143,13 @@ def test_invalid_recipe_values_are_configuration_errors(kwargs, message):
     arguments.update(kwargs)
     with pytest.raises(ConfigurationError, match=message):
         recipe.paper_optimizer(**arguments)
+
+
+def test_outputs_logits_looks_inside_masked_layers():
+    import tf_asap as asap
+
+    inputs = keras.Input((4,))
+    probabilities = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs))
+    logits = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+    assert not recipe.outputs_logits(asap.make_prunable(probabilities))
+    assert recipe.outputs_logits(asap.make_prunable(logits))

@@ -18,10 +18,10 @@ The public API, in the order data flows through it:
 
 __version__ = "0.1.0"
 
-from tf_asap import importance, policies
+from tf_asap import importance, policies, recipe, report
 from tf_asap.adaptive_callback import AdaptivePruning
 from tf_asap.callbacks import ActivationStatsCallback
-from tf_asap.controller import PruningResult, RoundController, train_baseline
+from tf_asap.controller import Baseline, PruningResult, RoundController, train_baseline
 from tf_asap.counting import Cost, LayerCost, count_cost
 from tf_asap.data import load_arrays, load_dataset
 from tf_asap.export import (
@@ -66,14 +66,6 @@ from tf_asap.thresholds import attention_reference, ratio_masks, threshold_masks
 from tf_asap.zoo import available_models, build_model
 
 __all__ = [
-    "run_tflite_micro",
-    "run_tflite",
-    "render_latency_table",
-    "find_arena_size",
-    "evaluate_tflite_micro",
-    "convert_tflite",
-    "MicroBundle",
-    "LatencyRow",
     "AccuracyGuaranteed",
     "ActivationAttention",
     "ActivationStatistics",
@@ -84,18 +76,22 @@ __all__ = [
     "as_batches",
     "attention_reference",
     "available_models",
+    "Baseline",
     "build_model",
     "channel_groups",
     "ChannelGroup",
     "ChannelRef",
     "collect_activation_stats",
+    "convert_tflite",
     "Cost",
     "count_cost",
     "Decision",
     "evaluate_tflite",
+    "evaluate_tflite_micro",
     "export_micro",
     "export_saved_model",
     "export_tflite",
+    "find_arena_size",
     "FlopsTarget",
     "get_criterion",
     "get_masks",
@@ -103,11 +99,13 @@ __all__ = [
     "L1Norm",
     "L2Norm",
     "latency_report",
+    "LatencyRow",
     "LayerCost",
     "load_arrays",
     "load_dataset",
     "make_prunable",
     "MaskedLayer",
+    "MicroBundle",
     "ParamsTarget",
     "policies",
     "Policy",
@@ -115,8 +113,13 @@ __all__ = [
     "PruningResult",
     "RandomScore",
     "ratio_masks",
+    "recipe",
+    "render_latency_table",
+    "report",
     "RoundController",
     "RoundResult",
+    "run_tflite",
+    "run_tflite_micro",
     "slim",
     "strip_masks",
     "threshold_masks",

@@ -78,7 +78,7 @@ from tf_asap.policies import Policy, RoundResult, policy_from_state
 
 # Imported here, not lazily: it registers the recipe's optimizer and schedule
 # with Keras, which the `.keras` files of runs reference when loaded.
-from tf_asap.recipe import paper_optimizer
+from tf_asap.recipe import outputs_logits, paper_optimizer
 
 __all__ = [
     "Baseline",
@@ -697,22 +697,6 @@ def _steps_per_epoch(dataset, name):
     return steps
 
 
-def _outputs_logits(model):
-    """Whether the (single) output layer has no softmax or sigmoid.
-
-    `tf_asap.recipe.outputs_logits` asks the same of a plain model; here the
-    output layer is usually a `MaskedLayer`, whose wrapped layer has the
-    activation.
-    """
-    layer = model.layers[-1]
-    if isinstance(layer, MaskedLayer):
-        layer = layer.layer
-    if isinstance(layer, keras.layers.Softmax):
-        return False
-    activation = getattr(layer, "activation", None)
-    return activation not in (keras.activations.softmax, keras.activations.sigmoid)
-
-
 def _fresh_optimizer(optimizer):
     # A new, unbuilt instance with the same configuration (schedule included):
     # an optimizer that already trained another model refuses new variables.
@@ -721,7 +705,7 @@ def _fresh_optimizer(optimizer):
 
 def _compile(model, optimizer, loss):
     if loss is None:
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=_outputs_logits(model))
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=outputs_logits(model))
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
 
 

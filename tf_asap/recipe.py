@@ -310,12 +310,16 @@ def paper_optimizer(
 def outputs_logits(model):
     """Whether `model`'s output layer has no softmax or sigmoid.
 
-    Looks at the layer producing the (single) output: a layer whose
+    Looks at the layer producing the (single) output, unwrapping
+    `keras.layers.Wrapper`s such as `tf_asap.layers.MaskedLayer`: a layer whose
     `activation` is linear, or no recognised activation at all, gives
     logits; a `softmax` activation, a `Softmax` layer or an
     `Activation("softmax")` gives probabilities.
     """
     layer = model.layers[-1]
+    # A wrapper (such as tf_asap's MaskedLayer) computes what it wraps.
+    while isinstance(layer, keras.layers.Wrapper):
+        layer = layer.layer
     if isinstance(layer, keras.layers.Softmax):
         return False
     activation = getattr(layer, "activation", None)
