@@ -99,7 +99,7 @@ def test_min_filters_keeps_the_best_scoring_filters():
 
 
 def test_default_min_filters_keeps_one():
-    masks = threshold_masks(two_convs(), SCORES, 1e9)
+    masks = threshold_masks(two_convs(), SCORES, 1e9, max_fraction=None)
     assert masks["conv1"].sum() == 1 and masks["conv1"][0]
 
 
@@ -223,3 +223,25 @@ def test_ratio_respects_min_filters():
 def test_bad_arguments_raise_typed_errors(call, error):
     with pytest.raises(error):
         call(MODEL_WITH_MIN_FILTERS)
+
+
+def test_one_round_prunes_at_most_max_fraction_of_a_group_lowest_first():
+    masks = threshold_masks(two_convs(), SCORES, 1e9, max_fraction=0.5)
+    np.testing.assert_array_equal(masks["conv1"], [True, False, True, False])
+    # 5 live filters: half-up rounding allows 3; the two best stay.
+    np.testing.assert_array_equal(masks["conv2"], [False, True, False, False, True])
+    masks = threshold_masks(two_convs(), SCORES, 1e9, max_fraction=0.25)
+    np.testing.assert_array_equal(masks["conv1"], [True, False, True, True])
+
+
+def test_cap_never_spares_filters_that_score_zero():
+    scores = {"conv1": np.array([0.0, 0.0, 0.0, 0.3]), "conv2": SCORES["conv2"]}
+    masks = threshold_masks(two_convs(), scores, 0.0, max_fraction=0.25)
+    np.testing.assert_array_equal(masks["conv1"], [False, False, False, True])
+    assert masks["conv2"].all()
+
+
+@pytest.mark.parametrize("value", [0, 1.5, -0.1, True, "half"])
+def test_bad_max_fraction_gets_a_clear_error(value):
+    with pytest.raises(ConfigurationError, match="max_fraction"):
+        threshold_masks(two_convs(), SCORES, 1.0, max_fraction=value)
