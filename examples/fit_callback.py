@@ -13,7 +13,7 @@ The callback keeps round states in memory; for long runs that must survive a
 crash use `tf_asap.controller.RoundController`, which writes every round to a
 run directory and resumes.
 
-Run from the repository root (about 3 minutes on 2 CPU cores):
+Run from the repository root (about 2 minutes on 2 CPU cores):
 
     .venv/bin/python examples/fit_callback.py
 """

@@ -692,6 +692,7 @@ def _result_lines(result):
         f"Best round {result.best_round}: accuracy {100 * baseline['accuracy']:.2f}% -> "
         f"{100 * best['accuracy']:.2f}%, params -{100 * best['params_reduction']:.1f}%, "
         f"FLOPs -{100 * best['flops_reduction']:.1f}% ({len(result.rounds) - 1} rounds).",
+        f"Stopped: {result.rounds[-1].get('reason', '')}",
         f"Masked model: {os.path.join(result.run_dir, FINAL_MODEL)}",
         f"Slim model:   {os.path.join(result.run_dir, SLIM_MODEL)}",
         f"Report:       {os.path.join(result.run_dir, 'report.md')}",
@@ -1022,8 +1023,29 @@ def _demo(args):
 # The parser
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
+class _Formatter(argparse.HelpFormatter):
+    """Wraps each paragraph of a description on its own; adds "(default: X)" to help."""
+
+    def _fill_text(self, text, width, indent):
+        import textwrap
+
+        return "\n\n".join(
+            textwrap.fill(" ".join(paragraph.split()), width, initial_indent=indent,
+                          subsequent_indent=indent)
+            for paragraph in text.split("\n\n")
+        )
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (
+            "default" in text
+            or action.default is None
+            or action.default is False
+            or action.default is argparse.SUPPRESS
+            or not action.option_strings
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def _add_common(parser):
@@ -1071,8 +1093,8 @@ def build_parser():
         description=(
             "Train a reference model from scratch with the paper's recipe (SGD, "
             "Nesterov momentum 0.9, weight decay 2e-4, learning rate decayed x0.1 at "
-            "50%% and 75%% of training) and save the rewind checkpoint of epoch k "
-            "(60%% of training by default) for weight rewinding.\n\n"
+            "50% and 75% of training) and save the rewind checkpoint of epoch k "
+            "(60% of training by default) for weight rewinding.\n\n"
             "Writes OUTPUT/baseline/model.keras, OUTPUT/baseline/rewind.npz and "
             "OUTPUT/train.json. The test split is the validation set."
         ),
@@ -1112,7 +1134,7 @@ def build_parser():
             "policy raise the threshold, roll back or stop.\n\n"
             "Give exactly one target: --max-accuracy-drop (accuracy-guaranteed), "
             "--params-reduction (memory-constrained) or --flops-reduction "
-            "(FLOPs-constrained). Targets take fractions (0.005) or percents (0.5%%).\n\n"
+            "(FLOPs-constrained). Targets take fractions (0.005) or percents (0.5%).\n\n"
             "Everything goes to --run-dir; after a crash or Ctrl-C, "
             "`tf-asap prune --resume --run-dir DIR` continues without losing a "
             "completed round. The result is RUN_DIR/final/slim.keras."
@@ -1201,7 +1223,7 @@ def build_parser():
                         help="data set for calibration and --evaluate (default: the one the "
                         "run or training used)")
     export.add_argument("--name", default=None, help="model name in paths and C identifiers")
-    export.add_argument("--version", type=positive_int, default=1, dest="model_version",
+    export.add_argument("--version", type=positive_int, default=1, dest="model_version", metavar="N",
                         help="SavedModel version (TF Serving loads the highest)")
     export.add_argument("--evaluate", action="store_true",
                         help="measure the accuracy of the exported files on the test split")
