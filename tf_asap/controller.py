@@ -62,7 +62,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 import time
 
 import keras
@@ -70,6 +69,12 @@ import numpy as np
 import tensorflow as tf
 
 from tf_asap.counting import count_cost
+from tf_asap.files import (  # noqa: F401 - re-exported for report and callers
+    atomic_save_model,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+)
 from tf_asap.errors import ConfigurationError, DataError, RunDirectoryError
 from tf_asap.inputs import DEFAULT_BATCH_SIZE, as_batches
 from tf_asap.layers import MaskedLayer
@@ -114,85 +119,6 @@ DEFAULT_REWIND_FRACTION = 0.6
 
 DEFAULT_CALIBRATION_SAMPLES = 2048
 """Training samples scored per round when no calibration data is given."""
-
-
-# ---------------------------------------------------------------------------
-# Atomic files.
-
-
-def _fsync_directory(directory):
-    # Makes the rename itself durable; not every platform can open a directory.
-    with contextlib.suppress(OSError):
-        handle = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(handle)
-        finally:
-            os.close(handle)
-
-
-def atomic_write_bytes(path, data):
-    """Writes `data` to `path` so that readers see the old file or the new one.
-
-    The bytes go to a temporary file in the same directory, are flushed to
-    disk with `fsync`, and replace `path` with `os.replace` (atomic on POSIX
-    and Windows). A crash at any point leaves `path` whole.
-
-    Args:
-        path: Destination file; its directory is created if needed.
-        data: The bytes to write.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(temporary)
-        raise
-    _fsync_directory(directory)
-
-
-def atomic_write_text(path, text):
-    """`atomic_write_bytes` for UTF-8 text."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path, value):
-    """Writes `value` as indented JSON, atomically."""
-    atomic_write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
-
-
-def atomic_save_model(model, path):
-    """Saves a Keras model to a `.keras` file, atomically.
-
-    Keras insists on the `.keras` suffix, so the temporary file carries it
-    too; it lives in the destination directory so the rename is atomic.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp.keras"
-    )
-    os.close(handle)
-    try:
-        model.save(temporary, overwrite=True)
-        with open(temporary, "rb") as file:
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(temporary)
-        raise
-    _fsync_directory(directory)
 
 
 # ---------------------------------------------------------------------------

@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_asap.counting import count_cost
+from tf_asap.files import atomic_write_bytes, atomic_write_text
 from tf_asap.errors import ConfigurationError
 from tf_asap.errors import DataError
 from tf_asap.errors import ExportError
@@ -191,28 +192,6 @@ def _native_output_captured():
 def _log_tail(text, lines=_CONVERTER_LOG_LINES):
     kept = [line for line in text.strip().splitlines() if line.strip()]
     return "\n".join(kept[-lines:])
-
-
-def _atomic_write_bytes(path, data):
-    """Writes `data` to `path` through a temporary file and a rename."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(temporary)
-        raise
-
-
-def _atomic_write_text(path, text):
-    _atomic_write_bytes(path, text.encode("utf-8"))
 
 
 # ---------------------------------------------------------------------------
@@ -708,7 +687,7 @@ def export_tflite(
         representative_samples,
         batch_size=batch_size,
     )
-    _atomic_write_bytes(path, flatbuffer)
+    atomic_write_bytes(path, flatbuffer)
     return os.fspath(path)
 
 
@@ -1587,11 +1566,11 @@ def export_micro(
     manifest["files"] = {key: os.path.basename(p) for key, p in paths.items()}
     manifest["inputs"] = [dataclasses.asdict(info) for info in input_infos]
     manifest["outputs"] = [dataclasses.asdict(info) for info in output_infos]
-    _atomic_write_bytes(paths["tflite"], flatbuffer)
-    _atomic_write_text(paths["source"], "\n".join(source))
-    _atomic_write_text(paths["header"], "\n".join(header))
-    _atomic_write_text(paths["resolver"], "\n".join(resolver))
-    _atomic_write_text(paths["manifest"], json.dumps(manifest, indent=2) + "\n")
+    atomic_write_bytes(paths["tflite"], flatbuffer)
+    atomic_write_text(paths["source"], "\n".join(source))
+    atomic_write_text(paths["header"], "\n".join(header))
+    atomic_write_text(paths["resolver"], "\n".join(resolver))
+    atomic_write_text(paths["manifest"], json.dumps(manifest, indent=2) + "\n")
     return bundle
 
 
