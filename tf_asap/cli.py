@@ -759,9 +759,10 @@ def _export(args):
     from tf_asap import export
 
     model = _deployable(_load_model(path))
+    # Named after the run or training directory, or the .keras file.
     name = args.name or _c_identifier(
-        os.path.splitext(os.path.basename(path))[0]
-        if not path.endswith(SLIM_MODEL) else model.name
+        os.path.basename(os.path.normpath(args.model)) if os.path.isdir(args.model)
+        else os.path.splitext(os.path.basename(path))[0]
     )
     calibration = evaluation = None
     if needs_data:
@@ -1222,9 +1223,12 @@ def build_parser():
     export.add_argument("--dataset", default=None,
                         help="data set for calibration and --evaluate (default: the one the "
                         "run or training used)")
-    export.add_argument("--name", default=None, help="model name in paths and C identifiers")
+    export.add_argument("--name", default=None,
+                        help="model name in paths and C identifiers (default: the name of "
+                        "MODEL's directory or file)")
     export.add_argument("--version", type=positive_int, default=1, dest="model_version", metavar="N",
-                        help="SavedModel version (TF Serving loads the highest)")
+                        help="SavedModel version (TF Serving loads the highest; an existing "
+                        "version directory is replaced)")
     export.add_argument("--evaluate", action="store_true",
                         help="measure the accuracy of the exported files on the test split")
     export.add_argument("--latency", action="store_true",
