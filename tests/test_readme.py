@@ -102,8 +102,7 @@ def test_readme_cli_commands_exist():
 def test_shipped_baseline_is_documented_small_and_loads_in_safe_mode():
     import keras
 
-    import tf_asap
-    import tf_asap.recipe  # noqa: F401  (registers the recipe's optimizer the model was compiled with)
+    import tf_asap  # registers MaskedLayer and the recipe's optimizer the model was compiled with
     from tf_asap import cli
 
     directory = os.path.join(ROOT, cli.DEFAULT_DEMO_BASELINE)
