@@ -212,6 +212,8 @@ class _LineageEntry:
     armed: bool
     # N in Algorithm 2, line 22: how many times the policy rolled back here.
     rollbacks: int = 0
+    # Sizes of the unacceptable rounds pruned from this round.
+    failed_sizes: list = dataclasses.field(default_factory=list)
 
 
 class Policy:
@@ -228,7 +230,8 @@ class Policy:
     and raises `T` by the current step without halving it or counting a
     rollback. After `max_rollbacks` rollbacks to the same `k`, `k` is marked exhausted
     and the policy goes back to the acceptable round before it (lines
-    17-19). A rollback to the baseline retries from `initial_threshold` with
+    17-19); so it does at once when a retry fails with exactly the size an
+    earlier failure from `k` had, since halving again would only repeat it. A rollback to the baseline retries from `initial_threshold` with
     the halved step, since no `T` is smaller than the one round 1 used.
 
     The run stops when the size metric (`objective`) changed by at most
@@ -477,6 +480,14 @@ class Policy:
         if not self.acceptable(result):
             if not moved:
                 return self._skip_noise(verdict, parent, threshold)
+            size = self._size(result)
+            if size in parent.failed_sizes:
+                # The retry removed exactly what an earlier failure from this
+                # round removed (a smaller T picked the same filters, e.g.
+                # under the thresholds' per-round cap): halving again would
+                # repeat it, so this round counts as retried enough.
+                parent.rollbacks = max(parent.rollbacks, self.max_rollbacks)
+            parent.failed_sizes.append(size)
             return self._roll_back(verdict)
         # Algorithm 2, lines 8-13.
         if parent.round == 0:
