@@ -649,6 +649,19 @@ def _run_pruning(settings, run_dir, verbose):
         optimizer = recipe.paper_optimizer(
             epochs, int(train.cardinality()), learning_rate=learning_rate
         )
+    elif settings["limit"] is not None:
+        from tf_asap.controller import load_state
+
+        baseline_steps = load_state(settings["rewind_checkpoint"])[1].get("steps_per_epoch")
+        steps = int(train.cardinality())
+        if baseline_steps and baseline_steps != steps:
+            # The rewound schedule counts optimizer steps of the full training.
+            _say(
+                f"Note: the baseline's learning-rate schedule was built for "
+                f"{baseline_steps} steps per epoch; with --limit an epoch has {steps}, so "
+                "each round covers a shorter stretch of it. --rewind lr fits the "
+                "schedule to --limit."
+            )
     policy = _policy(settings)
     saved = {key: settings[key] for key in _PRUNE_KEYS}
     saved_path = os.path.join(run_dir, PRUNE_SETTINGS)
