@@ -168,30 +168,25 @@ def fraction(text):
     return value
 
 
-def positive_int(text):
-    """Parses an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive integer; received {text!r}"
-        ) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1; received {text!r}")
-    return value
+def _int_at_least(minimum, expected):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {expected}; received {text!r}"
+            ) from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}; received {text!r}")
+        return value
+
+    return parse
 
 
-def non_negative_int(text):
-    """Parses an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected an integer >= 0; received {text!r}"
-        ) from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0; received {text!r}")
-    return value
+positive_int = _int_at_least(1, "a positive integer")
+positive_int.__doc__ = "Parses an integer >= 1."
+non_negative_int = _int_at_least(0, "an integer >= 0")
+non_negative_int.__doc__ = "Parses an integer >= 0."
 
 
 def positive_float(text):
