@@ -16,6 +16,14 @@ BATCH = 64
 STEPS = 4  # 256 samples / 64
 
 
+
+class UntrimmedTargetForCallback(ParamsTarget):
+    """A target whose rounds are not trimmed to the window, so a big step overshoots."""
+
+    @property
+    def reduction_limit(self):
+        return None
+
 def quadrant_data(count, seed):
     """8x8 images whose class (0-3) is the bright quadrant: learnt in a few epochs."""
     rng = np.random.default_rng(seed)
@@ -137,7 +145,7 @@ def test_callback_rollback_restores_identical_state(monkeypatch):
     monkeypatch.setattr(callback_module, "prune_filters", recording_prune_filters)
     # Round 1 (T = 0) is acceptable; round 2 (T = 5) overshoots: roll back to 1.
     pruning = AdaptivePruning(
-        ParamsTarget(reduction=0.2, tolerance=0.05, step=5.0, max_rounds=3),
+        UntrimmedTargetForCallback(reduction=0.2, tolerance=0.05, step=5.0, max_rounds=3),
         CALIBRATION, VALIDATION, epochs_per_round=1, skip_unpruned_rounds=False, verbose=0,
     )
     pm.fit(*TRAIN, epochs=10, batch_size=BATCH, verbose=0, callbacks=[spy, pruning])

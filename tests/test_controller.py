@@ -30,6 +30,14 @@ BATCH = 64
 STEPS = 4
 
 
+
+class UntrimmedTargetForController(ParamsTarget):
+    """A target whose rounds are not trimmed to the window, so a big step overshoots."""
+
+    @property
+    def reduction_limit(self):
+        return None
+
 def quadrant_data(count, seed):
     """8x8 images whose class (0-3) is the bright quadrant: learnt in a few epochs."""
     rng = np.random.default_rng(seed)
@@ -249,7 +257,7 @@ def test_weight_rewinding_resets_surviving_weights_and_optimizer_to_epoch_k(base
 def test_rollback_restores_identical_weights_masks_and_optimizer(baseline, tmp_path, monkeypatch):
     # Round 1 (T = 0) is acceptable; round 2 (T = 5) prunes nearly everything
     # and overshoots the 20-25% window, so the policy rolls back to round 1.
-    policy = ParamsTarget(reduction=0.2, tolerance=0.05, step=5.0, max_rounds=3)
+    policy = UntrimmedTargetForController(reduction=0.2, tolerance=0.05, step=5.0, max_rounds=3)
     spy = RoundSpy()
     before_pruning = []
     original = controller_module.prune_filters
@@ -538,3 +546,17 @@ def test_run_directory_in_use_by_another_run_is_refused(baseline, tmp_path):
         with pytest.raises(RunDirectoryError, match="in use by another process"):
             controller.run()
     assert controller.run().best_round in (0, 1)  # released: the run goes ahead
+
+
+def test_target_round_that_would_overshoot_is_trimmed_into_the_window(baseline, tmp_path):
+    # The same big step that overshoots the 20-25% window when untrimmed
+    # (test_rollback_restores_identical_weights_masks_and_optimizer).
+    policy = ParamsTarget(reduction=0.2, tolerance=0.05, step=5.0, max_rounds=3)
+    controller = RoundController(
+        fresh_copy(baseline), policy, TRAIN, VALIDATION, run_dir=tmp_path, epochs=4,
+        rewind_epoch=2, batch_size=BATCH, optimizer=sgd(), verbose=0,
+    )
+    result = controller.run()
+    assert [r["decision"] for r in result.rounds if r["decision"] == "rollback"] == []
+    best = result.rounds[result.best_round]
+    assert 0.2 <= best["params_reduction"] <= 0.25 + 1e-9

@@ -490,3 +490,9 @@ def test_failed_round_that_pruned_nothing_raises_t_without_halving_the_step():
 
 def test_docstring_examples_run():
     assert doctest.testmod(policies).failed == 0
+
+
+def test_only_target_policies_limit_a_rounds_reduction():
+    assert AccuracyGuaranteed().reduction_limit is None
+    assert ParamsTarget(reduction=0.7, tolerance=0.03).reduction_limit == pytest.approx(0.73)
+    assert FlopsTarget(reduction=0.5, tolerance=0.02).reduction_limit == pytest.approx(0.52)

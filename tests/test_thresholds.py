@@ -245,3 +245,38 @@ def test_cap_never_spares_filters_that_score_zero():
 def test_bad_max_fraction_gets_a_clear_error(value):
     with pytest.raises(ConfigurationError, match="max_fraction"):
         threshold_masks(two_convs(), SCORES, 1.0, max_fraction=value)
+
+
+def test_max_reduction_gives_back_the_least_confidently_pruned_filters():
+    model = two_convs()
+    dense = tf_asap.count_cost(model).params  # 76 + 185 + out 2*(2*2*5)+2 = 283
+    # Unlimited, T = 1e9 with the cap prunes conv1 -> 2 and conv2 -> 2 filters.
+    unlimited = threshold_masks(model, SCORES, 1e9)
+    tf_asap.apply_masks(model, unlimited)
+    full_reduction = tf_asap.count_cost(model).params_reduction
+    tf_asap.apply_masks(model, {"conv1": np.ones(4, bool), "conv2": np.ones(5, bool)})
+
+    limit = full_reduction / 2
+    masks = threshold_masks(model, SCORES, 1e9, max_reduction=limit)
+    # The model itself is left untouched.
+    assert all(mask.all() for mask in tf_asap.get_masks(model).values())
+    tf_asap.apply_masks(model, masks)
+    reduction = tf_asap.count_cost(model).params_reduction
+    assert 0 < reduction <= limit
+    # Only filters the unlimited round pruned are given back, never others.
+    for name in masks:
+        assert np.all(masks[name] >= unlimited[name])
+    assert dense == tf_asap.count_cost(model).params
+
+
+def test_max_reduction_that_is_not_exceeded_changes_nothing():
+    model = two_convs()
+    assert {k: v.tolist() for k, v in threshold_masks(model, SCORES, 1e9, max_reduction=1.0).items()} == {
+        k: v.tolist() for k, v in threshold_masks(model, SCORES, 1e9).items()
+    }
+
+
+@pytest.mark.parametrize("value", [0, 1.5, True])
+def test_bad_max_reduction_gets_a_clear_error(value):
+    with pytest.raises(ConfigurationError, match="max_reduction"):
+        threshold_masks(two_convs(), SCORES, 1e9, max_reduction=value)

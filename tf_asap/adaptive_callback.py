@@ -285,8 +285,10 @@ class AdaptivePruning(keras.callbacks.Callback):
             scores = self.criterion.score(model, self.calibration_data)
             if self.threshold_reference is None:
                 self.threshold_reference = measure_threshold_reference(scores, model, self.objective)
+            limit = self.policy.reduction_limit if self.objective == self.policy.objective else None
             step = prune_filters(
-                model, scores, decision.threshold, self.objective, self.threshold_reference
+                model, scores, decision.threshold, self.objective, self.threshold_reference,
+                max_reduction=limit,
             )
             self._threshold = decision.threshold
             self._pruned = step.removed

@@ -375,7 +375,7 @@ class PruningStep:
     removed: int
 
 
-def prune_filters(model, scores, threshold, objective, reference):
+def prune_filters(model, scores, threshold, objective, reference, max_reduction=None):
     """Sets the masks of one pruning round (Algorithm 1, line 5; Algorithm 3).
 
     The layer-aware thresholds of `tf_asap.thresholds.threshold_masks` decide
@@ -393,6 +393,9 @@ def prune_filters(model, scores, threshold, objective, reference):
             weigh groups by.
         reference: The score scale `T` is relative to (see
             `measure_threshold_reference`).
+        max_reduction: The policy's `reduction_limit`: a round that would
+            remove more of the dense `objective` cost is trimmed back into
+            the target window. Defaults to `None` (no limit).
 
     Returns:
         A `PruningStep`.
@@ -400,7 +403,10 @@ def prune_filters(model, scores, threshold, objective, reference):
     from tf_asap.thresholds import threshold_masks
 
     before = get_masks(model)
-    masks = threshold_masks(model, scores, threshold, objective=objective, reference=reference)
+    masks = threshold_masks(
+        model, scores, threshold, objective=objective, reference=reference,
+        max_reduction=max_reduction,
+    )
     removed = sum(int(np.sum(before[name] & ~np.asarray(keep, bool))) for name, keep in masks.items())
     if removed:
         apply_masks(model, masks)
@@ -1401,7 +1407,10 @@ class RoundController:
             # Persisted before use, so a resumed run prunes on the same scale.
             manifest = self._manifest("running")
             self.run_dir.write_manifest(manifest)
-        step = prune_filters(self.model, scores, threshold, self.objective, self.threshold_reference)
+        step = prune_filters(
+            self.model, scores, threshold, self.objective, self.threshold_reference,
+            max_reduction=self._reduction_limit(),
+        )
         retrain_epochs = self.epochs - self.rewind_epoch
         if step.removed or not self.skip_unpruned_rounds:
             self._restore_rewind(weights=self.rewinding == "weights")
@@ -1469,6 +1478,11 @@ class RoundController:
         return PruningResult(self.model, slim_model, best, list(self._records), self.run_dir.path)
 
     # -------------------------------------------------------------- output
+    def _reduction_limit(self):
+        # The trim measures what the policy measures; with another objective
+        # for the thresholds it would trim the wrong quantity, so it is off.
+        return self.policy.reduction_limit if self.objective == self.policy.objective else None
+
     def _say(self, text):
         logger.info(text)
         if self.verbose:

@@ -336,6 +336,16 @@ class Policy:
         return list(self._history)
 
     @property
+    def reduction_limit(self) -> float | None:
+        """The largest reduction of `objective` a round may reach, or `None`.
+
+        Target policies return `reduction + tolerance`, so that the pruning
+        step can trim a round that would overshoot into the target window
+        instead of wasting it on a rollback; the accuracy policy has no limit.
+        """
+        return None
+
+    @property
     def step(self) -> float:
         """The current λ: the step the policy will add after the next acceptable round."""
         return self._step
@@ -876,6 +886,11 @@ class _ReductionTarget(Policy):
             "tolerance": self.tolerance,
             **super().to_config(),
         }
+
+    @property
+    def reduction_limit(self) -> float:
+        """`reduction + tolerance`: the far edge of the target window."""
+        return min(self.reduction + self.tolerance, 1.0)
 
     def achieved_reduction(self, result: RoundResult) -> float:
         """Returns `1 - remaining / baseline` of the target metric for `result`."""

@@ -36,7 +36,7 @@ import numpy as np
 from tf_asap.counting import count_cost
 from tf_asap.errors import ConfigurationError, MaskError
 from tf_asap.graph import channel_groups, find_layer_names
-from tf_asap.masks import get_masks
+from tf_asap.masks import apply_masks, get_masks
 
 OBJECTIVES = ("params", "flops")
 SCOPES = ("group", "global")
@@ -185,6 +185,7 @@ def threshold_masks(
     reference=1.0,
     ignored_layers=None,
     max_fraction=0.5,
+    max_reduction=None,
 ):
     """Masks of one pruning round with layer-aware thresholds (Algorithm 3).
 
@@ -220,6 +221,14 @@ def threshold_masks(
             the round destroys the layer; the cap spreads such a sweep over
             rounds, each followed by retraining. `None` applies Algorithm 3
             exactly as written. Defaults to `0.5`.
+        max_reduction: The largest fraction of the model's dense cost (in
+            `objective`) the masks may remove, or `None` for no limit. Near a
+            size target one step of `T` can move the size by more than the
+            target's window; then the filters pruned this round are given
+            back, the least confidently pruned first (highest score relative
+            to its group's threshold), until the reduction is at most
+            `max_reduction`. The memory- and FLOPs-constrained policies pass
+            their `reduction_limit`. Defaults to `None`.
 
     Returns:
         `{group name: bool array}` (`True` = keep) for every group that may
@@ -258,7 +267,60 @@ def threshold_masks(
         if max_fraction is not None:
             keep = _cap_removals(alive, keep, values[group.name], max_fraction)
         masks[group.name] = _respect_min_filters(group, alive, keep, values[group.name])
+    if max_reduction is not None:
+        masks = _limit_reduction(model, current, masks, values, thresholds, objective, max_reduction)
     return masks
+
+
+def _reduction_under(model, masks, objective):
+    apply_masks(model, masks)
+    cost = count_cost(model)
+    return cost.params_reduction if objective == "params" else cost.flops_reduction
+
+
+def _limit_reduction(model, current, masks, values, thresholds, objective, max_reduction):
+    """Gives back this round's pruned filters until the reduction is <= `max_reduction`.
+
+    The model's masks are left as they were (`current`); only the returned
+    masks change. Restoring filters only adds cost, so the fewest filters to
+    give back are found by bisection over the ordered candidates.
+    """
+    if isinstance(max_reduction, bool) or not isinstance(max_reduction, (int, float, np.number)) or not 0 < max_reduction <= 1:
+        raise ConfigurationError(
+            f"max_reduction must be in (0, 1] or None (no limit); received {max_reduction!r}."
+        )
+    candidates = []
+    for name, keep in masks.items():
+        threshold = thresholds[name]
+        for index in np.flatnonzero(np.asarray(current[name], bool) & ~keep):
+            score = values[name][index]
+            # How far above its group's threshold the filter was (higher =
+            # pruned with less confidence); a zero threshold ranks by score.
+            confidence = score / threshold if threshold > 0 else score
+            candidates.append((-confidence, name, int(index)))
+    if not candidates:
+        return masks
+    candidates.sort()
+
+    def with_restored(count):
+        trial = {name: keep.copy() for name, keep in masks.items()}
+        for _, name, index in candidates[:count]:
+            trial[name][index] = True
+        return trial
+
+    try:
+        if _reduction_under(model, masks, objective) <= max_reduction:
+            return masks
+        low, high = 1, len(candidates)  # restoring all gives the current reduction
+        while low < high:
+            middle = (low + high) // 2
+            if _reduction_under(model, with_restored(middle), objective) <= max_reduction:
+                high = middle
+            else:
+                low = middle + 1
+        return with_restored(low)
+    finally:
+        apply_masks(model, {name: current[name] for name in masks})
 
 
 def _cap_removals(alive, keep, scores, max_fraction):
