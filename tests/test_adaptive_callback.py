@@ -11,18 +11,12 @@ from tf_asap.adaptive_callback import AdaptivePruning
 from tf_asap.controller import snapshot_state
 from tf_asap.errors import ConfigurationError
 from tf_asap.policies import AccuracyGuaranteed, ParamsTarget
+from tests.helpers import UntrimmedParamsTarget
 
 BATCH = 64
 STEPS = 4  # 256 samples / 64
 
 
-
-class UntrimmedTargetForCallback(ParamsTarget):
-    """A target whose rounds are not trimmed to the window, so a big step overshoots."""
-
-    @property
-    def reduction_limit(self):
-        return None
 
 def quadrant_data(count, seed):
     """8x8 images whose class (0-3) is the bright quadrant: learnt in a few epochs."""
@@ -145,7 +139,7 @@ def test_callback_rollback_restores_identical_state(monkeypatch):
     monkeypatch.setattr(callback_module, "prune_filters", recording_prune_filters)
     # Round 1 (T = 0) is acceptable; round 2 (T = 5) overshoots: roll back to 1.
     pruning = AdaptivePruning(
-        UntrimmedTargetForCallback(reduction=0.2, tolerance=0.05, step=5.0, max_rounds=3),
+        UntrimmedParamsTarget(reduction=0.2, tolerance=0.05, step=5.0, max_rounds=3),
         CALIBRATION, VALIDATION, epochs_per_round=1, skip_unpruned_rounds=False, verbose=0,
     )
     pm.fit(*TRAIN, epochs=10, batch_size=BATCH, verbose=0, callbacks=[spy, pruning])

@@ -24,19 +24,13 @@ from tf_asap.controller import (
 )
 from tf_asap.errors import ConfigurationError, RunDirectoryError
 from tf_asap.policies import AccuracyGuaranteed, FlopsTarget, ParamsTarget
+from tests.helpers import UntrimmedParamsTarget
 
 # Batches of 64 over 256 samples: 4 optimizer steps per epoch.
 BATCH = 64
 STEPS = 4
 
 
-
-class UntrimmedTargetForController(ParamsTarget):
-    """A target whose rounds are not trimmed to the window, so a big step overshoots."""
-
-    @property
-    def reduction_limit(self):
-        return None
 
 def quadrant_data(count, seed):
     """8x8 images whose class (0-3) is the bright quadrant: learnt in a few epochs."""
@@ -257,7 +251,7 @@ def test_weight_rewinding_resets_surviving_weights_and_optimizer_to_epoch_k(base
 def test_rollback_restores_identical_weights_masks_and_optimizer(baseline, tmp_path, monkeypatch):
     # Round 1 (T = 0) is acceptable; round 2 (T = 5) prunes nearly everything
     # and overshoots the 20-25% window, so the policy rolls back to round 1.
-    policy = UntrimmedTargetForController(reduction=0.2, tolerance=0.05, step=5.0, max_rounds=3)
+    policy = UntrimmedParamsTarget(reduction=0.2, tolerance=0.05, step=5.0, max_rounds=3)
     spy = RoundSpy()
     before_pruning = []
     original = controller_module.prune_filters
@@ -365,6 +359,7 @@ RESUMABLE_SCRIPT = textwrap.dedent(
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     import keras
     sys.path.insert(0, {tests_dir!r})
+    sys.path.insert(0, os.path.dirname({tests_dir!r}))  # for the tests package
     from test_controller import TRAIN, VALIDATION, BATCH, tiny_model
     from tf_asap.controller import RoundController
     from tf_asap.policies import ParamsTarget

@@ -20,27 +20,23 @@ def _fsync_directory(directory):
             os.close(handle)
 
 
-def atomic_write_bytes(path, data):
-    """Writes `data` to `path` so that readers see the old file or the new one.
+def _write_atomically(path, write, suffix):
+    """Calls `write(temporary_path)`, syncs it and renames it over `path`.
 
-    The bytes go to a temporary file in the same directory, are flushed to
-    disk with `fsync`, and replace `path` with `os.replace` (atomic on POSIX
-    and Windows). A crash at any point leaves `path` whole.
-
-    Args:
-        path: Destination file; its directory is created if needed.
-        data: The bytes to write.
+    The temporary file lives in the destination directory, so the rename is
+    atomic (on POSIX and Windows); on any failure it is removed and `path` is
+    left as it was.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     handle, temporary = tempfile.mkstemp(
-        dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
+        dir=directory, prefix=f".{os.path.basename(path)}.", suffix=suffix
     )
+    os.close(handle)
     try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
+        write(temporary)
+        with open(temporary, "rb") as file:
             os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
@@ -48,6 +44,25 @@ def atomic_write_bytes(path, data):
             os.remove(temporary)
         raise
     _fsync_directory(directory)
+
+
+def atomic_write_bytes(path, data):
+    """Writes `data` to `path` so that readers see the old file or the new one.
+
+    The bytes go to a temporary file in the same directory, are flushed to
+    disk with `fsync`, and replace `path` with `os.replace`. A crash at any
+    point leaves `path` whole.
+
+    Args:
+        path: Destination file; its directory is created if needed.
+        data: The bytes to write.
+    """
+
+    def write(temporary):
+        with open(temporary, "wb") as file:
+            file.write(data)
+
+    _write_atomically(path, write, ".tmp")
 
 
 def atomic_write_text(path, text):
@@ -64,22 +79,6 @@ def atomic_save_model(model, path):
     """Saves a Keras model to a `.keras` file, atomically.
 
     Keras insists on the `.keras` suffix, so the temporary file carries it
-    too; it lives in the destination directory so the rename is atomic.
+    too.
     """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp.keras"
-    )
-    os.close(handle)
-    try:
-        model.save(temporary, overwrite=True)
-        with open(temporary, "rb") as file:
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(temporary)
-        raise
-    _fsync_directory(directory)
+    _write_atomically(path, lambda temporary: model.save(temporary, overwrite=True), ".tmp.keras")
