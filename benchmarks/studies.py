@@ -8,6 +8,7 @@ python benchmarks/studies.py mapping       # Table 3 analog: attention mappings,
 python benchmarks/studies.py fixed-rate    # Table 4 analog: IAP / ILP (5%/round) vs adaptive
 python benchmarks/studies.py unstructured  # tfmot prune_low_magnitude vs our slimmed model
 python benchmarks/studies.py trace         # Figure 4 analog: one accuracy-guaranteed run
+python benchmarks/studies.py all           # the five above, in this order
 ```
 
 Budgets: `--quick` (a harness check: tiny data, 2 epochs, 2 rounds; the
@@ -112,11 +113,11 @@ BUDGETS = {
     ),
     "default": Budget(
         name="default", dataset="fashion_mnist", models=("resnet_small", "vgg_small"),
-        train_limit=6000, validation_split="test[:2000]", epochs=6, rewind_epoch=3,
+        train_limit=6000, validation_split="test", epochs=6, rewind_epoch=3,
         learning_rate=0.05, batch_size=128, calibration_samples=1024, max_rounds=12, policy_step=0.25,
         fixed_rate_max_rounds=12, latency_runs=300,
         description="CPU budget: Fashion-MNIST, 6,000 training images (of 60,000), "
-        "accuracy on the first 2,000 test images, T=6 epochs, rewind k=3 "
+        "accuracy on all 10,000 test images, T=6 epochs, rewind k=3 "
         "(3 epochs per round), at most 12 rounds",
     ),
     "paper": Budget(
@@ -169,13 +170,14 @@ def _pretty(value, digits=2, percent=True):
 class Context:
     """Data, trained baselines and result files of one budget."""
 
-    def __init__(self, budget, seeds, data_dir=None, verbose=0):
+    def __init__(self, budget, seeds, data_dir=None, verbose=0, results_root=RESULTS_DIR,
+                 work_root=WORK_DIR):
         self.budget = budget
         self.seeds = list(seeds)
         self.data_dir = data_dir
         self.verbose = verbose
-        self.work = os.path.join(WORK_DIR, budget.name)
-        self.results = os.path.join(RESULTS_DIR, budget.name)
+        self.work = os.path.join(work_root, budget.name)
+        self.results = os.path.join(results_root, budget.name)
         self.runs = os.path.join(self.results, "runs")
         os.makedirs(self.runs, exist_ok=True)
         self._data = {}
@@ -263,10 +265,11 @@ class Context:
     def fresh_baseline_model(self, model_name, baseline, seed):
         """A new prunable copy of the trained baseline, compiled with the recipe.
 
-        Built as `train_baseline` built it (zoo model, `make_prunable`) and
-        given the trained weights, rather than `keras.models.load_model`:
-        a reloaded wrapper names its optimizer slots differently, so the
-        epoch-k rewind checkpoint would not restore into it.
+        Built as `train_baseline` built it (zoo model, `make_prunable`,
+        seeded) and given the trained weights, so that every method of a
+        study starts from the same model, initial random state included.
+        (`keras.models.load_model` of the baseline would also do: rewind
+        checkpoints restore by position, and the tests check that.)
         """
         import keras
         from tf_asap.masks import make_prunable
@@ -1177,7 +1180,7 @@ def main(argv=None):
         tfmot_worker(argv[1])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("study", choices=STUDIES)
+    parser.add_argument("study", choices=STUDIES + ("all",))
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true",
                       help="harness check on tiny data (<= 5 min on 2 cores)")
@@ -1187,6 +1190,11 @@ def main(argv=None):
     parser.add_argument("--models", nargs="+", help="only these zoo models")
     parser.add_argument("--methods", nargs="+", help="only these methods of the study")
     parser.add_argument("--data-dir", help="where data sets are looked for first")
+    parser.add_argument("--results-dir", default=RESULTS_DIR,
+                        help="where tables, plots and per-case results go "
+                        "(default: benchmarks/results)")
+    parser.add_argument("--work-dir", default=WORK_DIR,
+                        help="where baselines and run directories go (default: benchmarks/work)")
     parser.add_argument("--record", action="store_true",
                         help="append to RESULTS.md even with --quick")
     parser.add_argument("--no-record", action="store_true",
@@ -1195,17 +1203,20 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     budget = BUDGETS["quick" if args.quick else "paper" if args.paper else "default"]
-    context = Context(budget, args.seeds, data_dir=args.data_dir, verbose=args.verbose)
+    context = Context(budget, args.seeds, data_dir=args.data_dir, verbose=args.verbose,
+                      results_root=args.results_dir, work_root=args.work_dir)
     models = _selected(budget.models, args.models)
-    started = time.monotonic()
-    study = {"adaptive": study_adaptive, "mapping": study_mapping,
-             "fixed-rate": study_fixed_rate, "unstructured": study_unstructured,
-             "trace": study_trace}[args.study]
-    header, rows, notes = study(context, models, args.methods)
-    command = "python benchmarks/studies.py " + " ".join(shlex.quote(a) for a in argv)
     record = not args.no_record and (args.record or not args.quick)
-    _write_outputs(context, args.study, header, rows, notes, command,
-                   time.monotonic() - started, record)
+    command = "python benchmarks/studies.py " + " ".join(shlex.quote(a) for a in argv)
+    studies = STUDIES if args.study == "all" else (args.study,)
+    for name in studies:
+        started = time.monotonic()
+        study = {"adaptive": study_adaptive, "mapping": study_mapping,
+                 "fixed-rate": study_fixed_rate, "unstructured": study_unstructured,
+                 "trace": study_trace}[name]
+        header, rows, notes = study(context, models, args.methods)
+        _write_outputs(context, name, header, rows, notes, command,
+                       time.monotonic() - started, record)
     return 0
 
 
