@@ -80,3 +80,34 @@ def test_mapping_study_prunes_every_criterion_to_the_same_params_reduction(quick
 def test_a_finished_case_is_reused_not_rerun(quick_root):
     output = run_study(quick_root, "adaptive", "--methods", "acc0-attention")
     assert "acc0-attention seed 0: done, skipped" in output
+
+
+def test_paper_budget_wiring_runs_on_mock_cifar10(tmp_path, monkeypatch):
+    """`--paper` (CIFAR-10, ResNet-56) end to end on tensorflow-datasets mock data.
+
+    The schedule is shrunk to 2 epochs and one round; what is checked is that
+    the paper budget's data set, splits and zoo model go through the harness.
+    """
+    import dataclasses
+    import importlib.util
+
+    tfds = pytest.importorskip("tensorflow_datasets")
+    monkeypatch.delenv("TF_ASAP_DATA_DIR", raising=False)
+    spec = importlib.util.spec_from_file_location("studies_under_test", STUDIES)
+    studies = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, studies)  # dataclasses look it up
+    spec.loader.exec_module(studies)
+    paper = studies.BUDGETS["paper"]
+    monkeypatch.setitem(studies.BUDGETS, "paper", dataclasses.replace(
+        paper, epochs=2, rewind_epoch=1, batch_size=16, calibration_samples=16, max_rounds=1,
+    ))
+    with tfds.testing.mock_data(num_examples=32):
+        studies.main([
+            "adaptive", "--paper", "--models", "resnet56", "--methods", "acc1-attention",
+            "--no-record", "--results-dir", str(tmp_path / "results"),
+            "--work-dir", str(tmp_path / "work"),
+        ])
+    rows = table_rows(tmp_path / "results" / "paper" / "adaptive.md")
+    assert len(rows) == 1 and rows[0].startswith("| resnet56 | acc1-attention | 0 |")
+    with open(tmp_path / "results" / "paper" / "adaptive.md", encoding="utf-8") as file:
+        assert "CIFAR-10" in file.read()
