@@ -496,3 +496,37 @@ def test_only_target_policies_limit_a_rounds_reduction():
     assert AccuracyGuaranteed().reduction_limit is None
     assert ParamsTarget(reduction=0.7, tolerance=0.03).reduction_limit == pytest.approx(0.73)
     assert FlopsTarget(reduction=0.5, tolerance=0.02).reduction_limit == pytest.approx(0.52)
+
+
+def test_rounds_holding_the_exhausted_model_are_exhausted_with_it():
+    # Rounds 2 and 3 prune nothing beyond round 1: the three hold one model.
+    # Once round 3 is exhausted, retrying from round 2 or 1 would climb the
+    # same thresholds to the same failures, so the policy goes back to round 0.
+    same = (0.93, 900, 90)
+    bad = [(0.80, 500, 50), (0.80, 550, 55), (0.80, 600, 60)]
+    policy = AccuracyGuaranteed(step=0.1, max_rollbacks=2)
+    decisions = drive(policy, BASELINE, [same, same, same, *bad])
+
+    assert [(d.action, d.rollback_to) for d in decisions[4:7]] == [
+        ("rollback", 3), ("rollback", 3), ("rollback", 0),
+    ]
+    assert decisions[6].threshold == 0.0 and policy.step == pytest.approx(0.05)
+    assert policy.exhausted_rounds == [3, 2, 1]
+    assert "(round 3 already retried 2 times and rounds 2, 1 before it hold the same " \
+        "model, so further back)" in decisions[6].reason
+
+
+def test_exhausted_model_that_is_still_the_baseline_stops_the_run():
+    # Rounds 1-3 prune nothing at all: when round 3 is exhausted, so is the
+    # baseline (the same model), and no smaller model has passed.
+    same = (0.93, 1000, 100_000)
+    bad = [(0.80, 500, 50), (0.80, 550, 55), (0.80, 600, 60)]
+    policy = AccuracyGuaranteed(step=0.1, max_rollbacks=2)
+    decisions = drive(policy, BASELINE, [same, same, same, *bad])
+
+    assert decisions[-1].action == "stop"
+    assert len(decisions) == 7
+    assert decisions[-1].best_round == 0
+    assert "round 3 still held the baseline's model and was already retried 2 times" \
+        in decisions[-1].reason
+    assert policy.exhausted_rounds == [3, 2, 1]

@@ -231,8 +231,12 @@ class Policy:
     rollback. After `max_rollbacks` rollbacks to the same `k`, `k` is marked exhausted
     and the policy goes back to the acceptable round before it (lines
     17-19); so it does at once when a retry fails with exactly the size an
-    earlier failure from `k` had, since halving again would only repeat it. A rollback to the baseline retries from `initial_threshold` with
-    the halved step, since no `T` is smaller than the one round 1 used.
+    earlier failure from `k` had, since halving again would only repeat it.
+    Rounds before `k` that hold the same model as `k` (they pruned nothing
+    since) are exhausted with it: going back to one of them would climb
+    through the same thresholds to the same failures. A rollback to the
+    baseline retries from `initial_threshold` with the halved step, since no
+    `T` is smaller than the one round 1 used.
 
     The run stops when the size metric (`objective`) changed by at most
     `min_relative_change` over `patience` consecutive acceptable rounds
@@ -542,19 +546,31 @@ class Policy:
         )
 
     def _roll_back(self, verdict):
-        # Algorithm 2, lines 16-23.
-        walked_past = []
+        # Algorithm 2, lines 16-23. A round is exhausted after `max_rollbacks`
+        # retries; so is every round before it on the lineage that holds the
+        # same model (it pruned nothing since), since retrying from it would
+        # retry from the exhausted model under another round number.
+        walked_past, same_model_rounds = [], []
+        exhausted_model = None
         while True:
             k = self._lineage[-1]
-            if k.rollbacks < self.max_rollbacks:
+            result = self._result(k.round)
+            same_model = exhausted_model == (result.params, result.flops)
+            if k.rollbacks < self.max_rollbacks and not same_model:
                 break
             if k.round == 0:
+                if same_model:
+                    return self._stop(
+                        f"{verdict}; round {walked_past[0]} still held the baseline's "
+                        f"model and was already retried {_times(self.max_rollbacks)}"
+                    )
                 return self._stop(
                     f"{verdict}; the baseline was already retried "
                     f"{_times(self.max_rollbacks)}"
                 )
+            exhausted_model = (result.params, result.flops)
             self._exhausted.append(k.round)
-            walked_past.append(k.round)
+            (same_model_rounds if same_model else walked_past).append(k.round)
             self._lineage.pop()
         step = k.step / 2.0 ** (k.rollbacks + 1)
         k.rollbacks += 1
@@ -564,10 +580,13 @@ class Policy:
         if walked_past:
             label = "round" if len(walked_past) == 1 else "rounds"
             rounds = ", ".join(str(r) for r in walked_past)
-            further = (
-                f" ({label} {rounds} already retried {_times(self.max_rollbacks)}, "
-                "so further back)"
-            )
+            further = f"{label} {rounds} already retried {_times(self.max_rollbacks)}"
+            if same_model_rounds:
+                label = "round" if len(same_model_rounds) == 1 else "rounds"
+                holds = "holds" if len(same_model_rounds) == 1 else "hold"
+                same = ", ".join(str(r) for r in same_model_rounds)
+                further += f" and {label} {same} before it {holds} the same model"
+            further = f" ({further}, so further back)"
         return Decision(
             action="rollback",
             threshold=threshold,
