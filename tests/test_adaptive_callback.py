@@ -150,6 +150,26 @@ def test_callback_rollback_restores_identical_state(monkeypatch):
     assert not same_state(before_pruning[2], spy.ends[1])
 
 
+def test_callback_reuses_the_result_of_a_retry_that_repeats_a_failure():
+    pm = trained_prunable_model()
+    # Round 2 (T = 5) overshoots; the retry from round 1 (T = 2.5) chooses the
+    # same filters under the per-round cap: reported without training.
+    pruning = AdaptivePruning(
+        UntrimmedParamsTarget(reduction=0.2, tolerance=0.05, step=5.0, max_rounds=4),
+        CALIBRATION, VALIDATION, epochs_per_round=1, verbose=0,
+    )
+    history = pm.fit(*TRAIN, epochs=10, batch_size=BATCH, verbose=0, callbacks=[pruning])
+    records = pruning.records
+    repeats = [r for r in records if r.get("repeat_of") is not None]
+    assert repeats, [(r["round"], r["threshold"], r["params"]) for r in records]
+    for record in repeats:
+        earlier = records[record["repeat_of"]]
+        assert not earlier["acceptable"] and record["epochs"] == 0
+        assert record["mask_digest"] == earlier["mask_digest"]
+        assert record["accuracy"] == earlier["accuracy"]
+    assert len(history.history["loss"]) == max(1, sum(r["epochs"] for r in records))
+
+
 def test_fit_ending_before_the_policy_stops_leaves_the_best_round():
     pm = trained_prunable_model()
     spy = EpochSpy()

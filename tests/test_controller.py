@@ -248,6 +248,30 @@ def test_weight_rewinding_resets_surviving_weights_and_optimizer_to_epoch_k(base
             np.testing.assert_array_equal(value, saved)
 
 
+def test_retry_with_the_masks_of_an_earlier_failure_is_not_retrained(baseline, tmp_path):
+    # Round 2 (T = 5) overshoots; its retry from round 1 (T = 2.5) hits the
+    # thresholds' per-round cap and chooses the same filters: the same
+    # experiment as round 2, so it reuses its accuracy instead of training.
+    policy = UntrimmedParamsTarget(reduction=0.2, tolerance=0.05, step=5.0, max_rounds=4)
+    spy = RoundSpy()
+    controller = RoundController(
+        fresh_copy(baseline), policy, TRAIN, VALIDATION, run_dir=tmp_path, epochs=4,
+        rewind_epoch=2, batch_size=BATCH, optimizer=sgd(), callbacks=[spy], verbose=0,
+    )
+    records = controller.run().rounds
+    repeats = [r for r in records if r.get("repeat_of") is not None]
+    assert repeats, [(r["round"], r["threshold"], r["params"]) for r in records]
+    for record in repeats:
+        earlier = records[record["repeat_of"]]
+        assert earlier["decision"] == "rollback" and not earlier["acceptable"]
+        assert record["epochs"] == 0
+        assert record["mask_digest"] == earlier["mask_digest"]
+        assert (record["accuracy"], record["params"]) == (earlier["accuracy"], earlier["params"])
+        assert record["threshold"] < earlier["threshold"]
+    # Only the rounds with epochs trained: one fit() each.
+    assert len(spy.starts) == sum(1 for r in records if r["epochs"])
+
+
 def test_rollback_restores_identical_weights_masks_and_optimizer(baseline, tmp_path, monkeypatch):
     # Round 1 (T = 0) is acceptable; round 2 (T = 5) prunes nearly everything
     # and overshoots the 20-25% window, so the policy rolls back to round 1.

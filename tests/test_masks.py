@@ -108,3 +108,20 @@ def test_bad_min_filters_gets_a_clear_error(value):
 def test_make_prunable_twice_is_refused(pm):
     with pytest.raises(ConfigurationError, match="already prunable"):
         asap.make_prunable(pm)
+
+
+def test_mask_digest_changes_with_the_masks_and_only_with_them():
+    from tf_asap.masks import mask_digest
+
+    pm = asap.make_prunable(architectures.plain_cnn())
+    dense = mask_digest(pm)
+    masks = asap.get_masks(pm)
+    name = next(iter(masks))
+    keep = masks[name].copy()
+    keep[0] = False
+    asap.apply_masks(pm, {name: keep})
+    pruned = mask_digest(pm)
+    assert pruned != dense
+    other = asap.make_prunable(architectures.plain_cnn())
+    asap.apply_masks(other, {name: keep})
+    assert mask_digest(other) == pruned  # the same masks on another copy

@@ -180,15 +180,46 @@ def test_minimize_flops_watches_flops_for_convergence():
 
 
 # ------------------------------------------------------------------ rollbacks
-def test_retry_failing_with_the_same_size_walks_back_at_once():
+def test_retry_failing_with_the_same_size_is_an_ordinary_halving_rollback():
     ok = (0.93, 900, 1)
     script = [ok, (0.93, 800, 1), (0.93, 700, 1), (0.80, 500, 1), (0.81, 500, 1)]
     policy = AccuracyGuaranteed(step=0.1, max_rollbacks=3)
     decisions = drive(policy, BASELINE, script)
-    # Round 4 fails: first retry from round 3. Round 5 removes exactly what
-    # round 4 did: a smaller T no longer changes the model, so go further back.
-    assert (decisions[4].rollback_to, decisions[5].rollback_to) == (3, 2)
-    assert policy.exhausted_rounds == [3]
+    # Round 5 removes exactly what round 4 did (a threshold cliff): it counts
+    # as the second retry from round 3, with the step halved again.
+    assert [(d.rollback_to, d.threshold) for d in decisions[4:6]] == [
+        (3, pytest.approx(0.25)), (3, pytest.approx(0.225)),
+    ]
+    assert policy.exhausted_rounds == []
+
+
+def test_repeated_failure_names_the_failed_round_of_the_current_model():
+    ok = (0.93, 900, 90)
+    policy = AccuracyGuaranteed(step=0.1, max_rollbacks=3)
+    drive(policy, BASELINE, [ok, (0.93, 800, 80), (0.80, 500, 50)])
+    # Round 3 failed from round 2; round 4 retries from round 2.
+    assert policy.next_round == 4
+    earlier = policy.repeated_failure(500, 50)
+    assert earlier is not None and earlier.round == 3 and earlier.accuracy == 0.80
+    assert policy.repeated_failure(500, 51) is None  # another size: a new experiment
+    assert policy.repeated_failure(600, 60) is None
+
+
+def test_repeated_failure_forgets_failures_of_other_models():
+    ok = (0.93, 900, 90)
+    policy = AccuracyGuaranteed(step=0.1, max_rollbacks=3)
+    # Round 3 fails from round 2; the retry (round 4) passes and becomes the
+    # parent of round 5: round 3's failure was from another model.
+    drive(policy, BASELINE, [ok, (0.93, 800, 80), (0.80, 500, 50), (0.93, 700, 70)])
+    assert policy.next_round == 5
+    assert policy.repeated_failure(500, 50) is None
+
+
+def test_repeated_failure_survives_a_state_round_trip():
+    policy = AccuracyGuaranteed(step=0.1, max_rollbacks=3)
+    drive(policy, BASELINE, [(0.93, 900, 90), (0.80, 500, 50)])
+    restored = Policy.from_state(json.loads(json.dumps(policy.state_dict())))
+    assert restored.repeated_failure(500, 50).round == 2
 
 
 def test_repeated_failure_walks_back_past_exhausted_round():

@@ -22,13 +22,14 @@ from tf_asap.controller import (
     labelled_batches,
     measure_threshold_reference,
     prune_filters,
+    repeated_round,
     resolve_criterion,
     restore_state,
     round_record,
     snapshot_state,
 )
 from tf_asap.errors import ConfigurationError
-from tf_asap.masks import is_prunable_model
+from tf_asap.masks import is_prunable_model, mask_digest
 from tf_asap.policies import Policy
 
 __all__ = ["AdaptivePruning"]
@@ -89,8 +90,10 @@ class AdaptivePruning(keras.callbacks.Callback):
         skip_unpruned_rounds: A round whose threshold prunes no channel is
             evaluated and reported at once, without training epochs (its
             model is the one it started from), and the next round starts in
-            the same epoch. `False` trains every round. Defaults to `True`,
-            as in `RoundController`.
+            the same epoch; so is a retry whose masks are exactly those of an
+            earlier failed round from the same model (it takes that round's
+            accuracy). `False` trains every round. Defaults to `True`, as in
+            `RoundController`.
         verbose: `1` prints one line per round, `0` is silent. Defaults to
             `1`.
 
@@ -248,11 +251,18 @@ class AdaptivePruning(keras.callbacks.Callback):
         )
 
     # ------------------------------------------------------------- helpers
-    def _end_round(self, epochs):
-        """Evaluates the round in progress, tells the policy, keeps its state if acceptable."""
+    def _end_round(self, epochs, repeat=None):
+        """Evaluates the round in progress, tells the policy, keeps its state if acceptable.
+
+        `repeat` is `repeated_round`'s answer for a round that repeats an
+        earlier failure: its result is used instead of evaluating.
+        """
         model = self.model
         round_number = self.policy.next_round
-        result, cost = evaluate_round(model, self._validation, round_number, self._threshold)
+        if repeat is None:
+            result, cost = evaluate_round(model, self._validation, round_number, self._threshold)
+        else:
+            result, cost, _ = repeat
         decision = self.policy.observe(result)
         if self.policy.acceptable(result):
             self._states[round_number] = snapshot_state(model)
@@ -263,6 +273,8 @@ class AdaptivePruning(keras.callbacks.Callback):
             wall_time_s=round(time.monotonic() - self._round_started, 3),
             rewinding=self.rewind,
             threshold_reference=self.threshold_reference,
+            mask_digest=mask_digest(model),
+            repeat_of=None if repeat is None else repeat[2],
         ))
         return decision
 
@@ -293,8 +305,18 @@ class AdaptivePruning(keras.callbacks.Callback):
             self._threshold = decision.threshold
             self._pruned = step.removed
             self._epochs_in_round = 0
-            if step.removed or not self.skip_unpruned_rounds:
+            if not self.skip_unpruned_rounds:
                 break
+            if step.removed:
+                repeat = repeated_round(
+                    self.policy, self.records, model, self.policy.next_round, decision.threshold
+                )
+                if repeat is None:
+                    break
+                # The same masks from the same model already failed: its
+                # result stands, nothing is retrained (as the controller does).
+                decision = self._end_round(0, repeat)
+                continue
             # Nothing pruned: the round's model is the one it starts from, so
             # it is evaluated at once instead of trained (as the controller does).
             decision = self._end_round(0)

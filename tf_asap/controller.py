@@ -78,7 +78,13 @@ from tf_asap.files import (  # noqa: F401 - re-exported for report and callers
 from tf_asap.errors import ConfigurationError, DataError, RunDirectoryError
 from tf_asap.inputs import DEFAULT_BATCH_SIZE, as_batches
 from tf_asap.layers import MaskedLayer
-from tf_asap.masks import apply_masks, get_masks, is_prunable_model, make_prunable
+from tf_asap.masks import (
+    apply_masks,
+    get_masks,
+    is_prunable_model,
+    make_prunable,
+    mask_digest,
+)
 from tf_asap.policies import Policy, RoundResult, policy_from_state
 
 # Imported here, not lazily: it registers the recipe's optimizer and schedule
@@ -472,6 +478,42 @@ def evaluate_round(model, validation_data, round_number, threshold, metric="accu
         flops=cost.effective_flops,
     )
     return result, cost
+
+
+def repeated_round(policy, records, model, round_number, threshold):
+    """The result of a round that repeats an earlier failed round exactly, if it does.
+
+    A round repeats an earlier one when it starts from the same model (the
+    policy's current parent) and its masks are identical to the earlier
+    round's (`mask_digest` in the round log). Retraining it would run the
+    same experiment again, so its accuracy is taken from the earlier round.
+
+    Args:
+        policy: The policy about to be told the round's result.
+        records: The round records logged so far (with `mask_digest`).
+        model: The model, already pruned for this round.
+        round_number: The round being run.
+        threshold: The threshold it pruned with.
+
+    Returns:
+        `(RoundResult, Cost, earlier round number)`, or `None` when the round
+        is new and must be retrained.
+    """
+    cost = count_cost(model)
+    earlier = policy.repeated_failure(cost.effective_params, cost.effective_flops)
+    if earlier is None:
+        return None
+    logged = next((r for r in records if r.get("round") == earlier.round), None)
+    if logged is None or logged.get("mask_digest") != mask_digest(model):
+        return None
+    result = RoundResult(
+        round=round_number,
+        threshold=float(threshold),
+        accuracy=earlier.accuracy,
+        params=cost.effective_params,
+        flops=cost.effective_flops,
+    )
+    return result, cost, earlier.round
 
 
 def round_record(policy, result, decision, cost, **extra):
@@ -1056,8 +1098,11 @@ class RoundController:
             epochs in the log). Such rounds are common while `T` is still
             below every live filter's score and when the size converges (the
             0.1% rule needs several unchanged rounds), and retraining them
-            would only train the same model longer. `False` retrains every
-            round, as Algorithm 1 is written. Defaults to `True`.
+            would only train the same model longer. Likewise a retry whose
+            masks are exactly those of an earlier failed round from the same
+            model (a threshold cliff, see `Policy.repeated_failure`) is not
+            retrained: it takes that round's accuracy. `False` retrains
+            every round, as Algorithm 1 is written. Defaults to `True`.
         verbose: `0` silent; `1` one line per round and a progress bar while
             retraining; `2` one line per round and per epoch. Defaults to `1`.
 
@@ -1412,7 +1457,20 @@ class RoundController:
             max_reduction=self._reduction_limit(),
         )
         retrain_epochs = self.epochs - self.rewind_epoch
-        if step.removed or not self.skip_unpruned_rounds:
+        repeat = None
+        if step.removed and self.skip_unpruned_rounds:
+            repeat = repeated_round(self.policy, self._records, self.model, round_number, threshold)
+        if repeat is not None:
+            # The same masks from the same model already failed: the same
+            # experiment, so its result stands and nothing is retrained.
+            result, cost, repeat_of = repeat
+            retrain_epochs = 0
+            if self.verbose:
+                self._say(
+                    f"round {round_number:3d}: T={threshold:.4g} pruned exactly what "
+                    f"round {repeat_of} pruned from this model; reusing its accuracy"
+                )
+        elif step.removed or not self.skip_unpruned_rounds:
             self._restore_rewind(weights=self.rewinding == "weights")
             if self.verbose:
                 self._say(
@@ -1431,7 +1489,8 @@ class RoundController:
             # Nothing pruned: the round's model is the model it starts from,
             # so retraining it would only train the same model longer.
             retrain_epochs = 0
-        result, cost = evaluate_round(self.model, self.validation, round_number, threshold)
+        if repeat is None:
+            result, cost = evaluate_round(self.model, self.validation, round_number, threshold)
         decision = self.policy.observe(result)
         record = round_record(
             self.policy, result, decision, cost,
@@ -1440,6 +1499,8 @@ class RoundController:
             wall_time_s=round(time.monotonic() - started, 3),
             rewinding=self.rewinding,
             threshold_reference=self.threshold_reference,
+            mask_digest=mask_digest(self.model),
+            repeat_of=None if repeat is None else repeat[2],
         )
         self._commit(result, decision, record)
         return decision

@@ -7,6 +7,8 @@ consumer's input mask); `get_masks` reads them back; `strip_masks` is the
 inverse of `make_prunable`.
 """
 
+import hashlib
+
 import numpy as np
 
 from tf_asap import graph
@@ -157,6 +159,23 @@ def get_masks(model):
         group.name: keep.get(_root_of(analysis, group), np.ones(group.size, bool))
         for group in analysis.groups
     }
+
+
+def mask_digest(model):
+    """A short fingerprint of a prunable model's masks: equal iff the masks are.
+
+    Args:
+        model: A model returned by `make_prunable`.
+
+    Returns:
+        A hex string (SHA-1 of every channel group's keep-mask, in group order).
+    """
+    digest = hashlib.sha1()
+    for name, keep in get_masks(model).items():
+        digest.update(name.encode("utf-8"))
+        digest.update(np.packbits(np.asarray(keep, bool)).tobytes())
+        digest.update(str(len(keep)).encode("ascii"))
+    return digest.hexdigest()
 
 
 def apply_masks(model, masks):

@@ -212,8 +212,8 @@ class _LineageEntry:
     armed: bool
     # N in Algorithm 2, line 22: how many times the policy rolled back here.
     rollbacks: int = 0
-    # Sizes of the unacceptable rounds pruned from this round.
-    failed_sizes: list = dataclasses.field(default_factory=list)
+    # The unacceptable rounds pruned from this round, in order.
+    failed_rounds: list = dataclasses.field(default_factory=list)
 
 
 class Policy:
@@ -228,10 +228,11 @@ class Policy:
     An unacceptable round that removed nothing (its size equals its
     parent's) failed on retraining noise alone; the policy restores the parent
     and raises `T` by the current step without halving it or counting a
-    rollback. After `max_rollbacks` rollbacks to the same `k`, `k` is marked exhausted
-    and the policy goes back to the acceptable round before it (lines
-    17-19); so it does at once when a retry fails with exactly the size an
-    earlier failure from `k` had, since halving again would only repeat it.
+    rollback. A retry that prunes exactly what an earlier failure from `k`
+    pruned counts as a rollback like any other; the controller and the
+    callback report it without retraining (see `repeated_failure`). After
+    `max_rollbacks` rollbacks to the same `k`, `k` is marked exhausted and the
+    policy goes back to the acceptable round before it (lines 17-19).
     Rounds before `k` that hold the same model as `k` (they pruned nothing
     since) are exhausted with it: going back to one of them would climb
     through the same thresholds to the same failures. A rollback to the
@@ -494,14 +495,7 @@ class Policy:
         if not self.acceptable(result):
             if not moved:
                 return self._skip_noise(verdict, parent, threshold)
-            size = self._size(result)
-            if size in parent.failed_sizes:
-                # The retry removed exactly what an earlier failure from this
-                # round removed (a smaller T picked the same filters, e.g.
-                # under the thresholds' per-round cap): halving again would
-                # repeat it, so this round counts as retried enough.
-                parent.rollbacks = max(parent.rollbacks, self.max_rollbacks)
-            parent.failed_sizes.append(size)
+            parent.failed_rounds.append(result.round)
             return self._roll_back(verdict)
         # Algorithm 2, lines 8-13.
         if parent.round == 0:
@@ -597,6 +591,34 @@ class Policy:
                 f"T={threshold:.6g}, step {step:.6g}"
             ),
         )
+
+    def repeated_failure(self, params, flops) -> RoundResult | None:
+        """The unacceptable round that already pruned the current model to this size.
+
+        The next round prunes the model of `lineage`'s last round. If an
+        earlier round pruned that same model to exactly `params` and `flops`
+        and failed, the next round would very likely retrain the same filters
+        from the same state: a smaller `T` on the same scores picks a subset
+        of the filters, and under the thresholds' per-round cap it is often
+        the same set. The controller and the callback check that the masks
+        are identical and then report that round's accuracy again instead of
+        retraining (the round takes 0 epochs); the policy halves `λ` as for
+        any failure, so a threshold cliff costs rounds but no training.
+
+        Args:
+            params: Effective params of the next round's masked model.
+            flops: Effective FLOPs of the next round's masked model.
+
+        Returns:
+            The earlier round's `RoundResult`, or `None`.
+        """
+        if self._pending is None or not self._lineage:
+            return None
+        for number in self._lineage[-1].failed_rounds:
+            earlier = self._result(number)
+            if (earlier.params, earlier.flops) == (params, flops):
+                return earlier
+        return None
 
     def _prune(self, threshold, reason):
         return Decision("prune", threshold, None, None, reason)
@@ -714,7 +736,10 @@ class Policy:
         try:
             policy = policy_class(**state["config"])
             policy._history = [RoundResult(**r) for r in state["history"]]
-            policy._lineage = [_LineageEntry(**e) for e in state["lineage"]]
+            policy._lineage = [
+                _LineageEntry(**{k: v for k, v in e.items() if k != "failed_sizes"})
+                for e in state["lineage"]
+            ]
             policy._exhausted = [int(r) for r in state["exhausted"]]
             policy._step = float(state["step"])
             pending = state["pending"]
