@@ -523,14 +523,19 @@ def _goal_attention_vs_l1(results):
         by_method = {}
         for r in results:
             if r["model"] == model_name:
-                by_method.setdefault(r["method"], []).append(r["params_reduction"])
+                by_method.setdefault(r["method"], {})[r["seed"]] = r["params_reduction"]
         if "acc0-attention" in by_method and "acc0-l1" in by_method:
-            attention = sum(by_method["acc0-attention"]) / len(by_method["acc0-attention"])
-            l1 = sum(by_method["acc0-l1"]) / len(by_method["acc0-l1"])
-            gap = 100 * (attention - l1)
+            attention, l1 = by_method["acc0-attention"], by_method["acc0-l1"]
+            gap = 100 * (sum(attention.values()) / len(attention) - sum(l1.values()) / len(l1))
             verdict = "MET" if gap >= 10 else "NOT MET"
+            seeds = sorted(set(attention) & set(l1))
+            per_seed = ""
+            if len(seeds) > 1:
+                per_seed = " (per seed: " + ", ".join(
+                    f"{100 * (attention[s] - l1[s]):+.1f}" for s in seeds) + ")"
             lines.append(f"{model_name}: at 0% drop attention removes {gap:+.1f} points of "
-                         f"params vs L1 (goal >= +10 on the ResNet-style model): {verdict}")
+                         f"params vs L1{per_seed} (goal >= +10 on the ResNet-style model): "
+                         f"{verdict}")
     return "; ".join(lines)
 
 
