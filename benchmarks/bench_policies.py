@@ -27,7 +27,7 @@ Usage:
     python benchmarks/bench_policies.py [--model vgg_small] [--train-limit 6000]
         [--test-limit 2000] [--epochs 10] [--rewind-epoch 6] [--rewind lr]
         [--learning-rate 0.05] [--policies accuracy params flops]
-        [--max-rounds 50] [--work-dir benchmarks/work/policies]
+        [--max-rounds 50] [--step-growth 1] [--work-dir benchmarks/work/policies]
 """
 
 import argparse
@@ -53,11 +53,11 @@ TARGET_RATIO = 5.0
 
 POLICIES = {
     "accuracy": ("AccuracyGuaranteed(max_accuracy_drop=0.01)",
-                 lambda max_rounds: AccuracyGuaranteed(max_accuracy_drop=0.01, max_rounds=max_rounds)),
+                 lambda **options: AccuracyGuaranteed(max_accuracy_drop=0.01, **options)),
     "params": ("ParamsTarget(reduction=0.7)",
-               lambda max_rounds: ParamsTarget(reduction=0.7, max_rounds=max_rounds)),
+               lambda **options: ParamsTarget(reduction=0.7, **options)),
     "flops": ("FlopsTarget(reduction=0.5)",
-              lambda max_rounds: FlopsTarget(reduction=0.5, max_rounds=max_rounds)),
+              lambda **options: FlopsTarget(reduction=0.5, **options)),
 }
 
 
@@ -79,6 +79,8 @@ def parse_args():
     parser.add_argument("--calibration-samples", type=int, default=2048)
     parser.add_argument("--policies", nargs="+", choices=sorted(POLICIES),
                         default=["accuracy", "params", "flops"])
+    parser.add_argument("--step-growth", type=float, default=1.0,
+                        help="the policies' step_growth (default 1: the paper's halved step)")
     parser.add_argument("--max-rounds", type=int, default=50,
                         help="max_rounds of every policy (default 50, the library's)")
     parser.add_argument("--seed", type=int, default=0)
@@ -138,14 +140,23 @@ def run_policy(args, key, directory, baseline, train, test, calibration, steps):
         optimizer = recipe.paper_optimizer(args.epochs, steps, learning_rate=args.learning_rate)
     started = time.monotonic()
     result = RoundController(
-        model, make_policy(args.max_rounds), train, test,
-        run_dir=os.path.join(directory, f"{key}_{args.rewind}"),
+        model, make_policy(max_rounds=args.max_rounds, step_growth=args.step_growth),
+        train, test,
+        run_dir=os.path.join(directory, f"{key}_{args.rewind}" + (
+            f"_growth{args.step_growth:g}" if args.step_growth != 1.0 else "")),
         epochs=args.epochs, rewind_epoch=baseline.rewind_epoch,
         rewind_checkpoint=rewind_checkpoint, calibration_data=calibration,
         optimizer=optimizer, verbose=1,
     ).run()
     seconds = time.monotonic() - started
     return result, seconds
+
+
+def _label(key, args):
+    label = POLICIES[key][0]
+    if args.step_growth != 1.0:
+        label = label[:-1] + f", step_growth={args.step_growth:g})"
+    return label
 
 
 def summarise(key, result, args):
@@ -156,7 +167,7 @@ def summarise(key, result, args):
     wall = sum(r["wall_time_s"] for r in records)
     last = records[-1]
     return {
-        "policy": POLICIES[key][0],
+        "policy": _label(key, args),
         "rounds": rounds,
         "rollbacks": sum(r["decision"] == "rollback" for r in records),
         "epochs": epochs,
@@ -217,7 +228,7 @@ def plot(results, args, path):
             total += record["epochs"]
             spent.append(total / args.epochs)
         color = f"C{index}"
-        label = POLICIES[key][0]
+        label = _label(key, args)
         for axis, field in ((top, "accuracy_drop"), (bottom, "params_reduction")):
             values = [100 * r[field] for r in records]
             axis.plot(spent, values, color=color, alpha=0.35, linewidth=1)

@@ -561,3 +561,41 @@ def test_exhausted_model_that_is_still_the_baseline_stops_the_run():
     assert "round 3 still held the baseline's model and was already retried 2 times" \
         in decisions[-1].reason
     assert policy.exhausted_rounds == [3, 2, 1]
+
+
+# ------------------------------------------------------------- step growth
+def test_step_growth_doubles_a_halved_step_back_after_passing_rounds():
+    ok = [(0.93, 900, 90), (0.93, 800, 80), (0.93, 700, 70)]
+    script = [*ok, (0.80, 300, 30), (0.93, 650, 65), (0.93, 600, 60), (0.93, 550, 55),
+              (0.93, 500, 50)]
+    paper = drive(AccuracyGuaranteed(step=0.1), BASELINE, script)
+    grown = drive(AccuracyGuaranteed(step=0.1, step_growth=2.0), BASELINE, script)
+    # Round 4 fails: both retry from round 3 with T = 0.2 + 0.05.
+    assert paper[4].threshold == grown[4].threshold == pytest.approx(0.25)
+    # The paper keeps the halved step; growth doubles it back, capped at `step`.
+    assert thresholds(paper[5:9]) == pytest.approx([0.3, 0.35, 0.4, 0.45])
+    assert thresholds(grown[5:9]) == pytest.approx([0.35, 0.45, 0.55, 0.65])
+
+
+def test_step_growth_ignores_rounds_that_prune_nothing():
+    script = [(0.93, 900, 90), (0.80, 300, 30), (0.93, 900, 90), (0.93, 900, 90)]
+    policy = AccuracyGuaranteed(step=0.1, step_growth=2.0)
+    decisions = drive(policy, BASELINE, script)
+    # After the rollback (step 0.05) rounds 3-4 change nothing: the step stays.
+    assert policy.step == pytest.approx(0.05)
+    assert decisions[-1].threshold == pytest.approx(0.05 + 0.05 * 2)  # rounds 3, 4: +0.05 each
+
+
+@pytest.mark.parametrize("kind", [AccuracyGuaranteed, ParamsTarget, FlopsTarget])
+def test_step_growth_round_trips_through_config_and_state(kind):
+    options = {} if kind is AccuracyGuaranteed else {"reduction": 0.5}
+    policy = kind(step_growth=1.5, **options)
+    assert policy.to_config()["step_growth"] == 1.5
+    policy.start(BASELINE)
+    assert Policy.from_state(json.loads(json.dumps(policy.state_dict()))).step_growth == 1.5
+
+
+@pytest.mark.parametrize("value", [0.5, 0.0, float("inf"), "2"])
+def test_step_growth_below_one_or_not_a_number_is_refused(value):
+    with pytest.raises(ConfigurationError, match="step_growth"):
+        AccuracyGuaranteed(step_growth=value)

@@ -264,6 +264,9 @@ class Policy:
         max_rollbacks: Rollbacks to one round before it is marked exhausted;
             `0` stops at the first unacceptable round.
         max_rounds: The last pruning round the policy asks for.
+        step_growth: After an acceptable round that changed the size, λ is
+            multiplied by this, up to `step`. `1` (the default) is the
+            paper: a halved λ carries on for the rest of the run.
 
     Raises:
         ConfigurationError: If an argument is outside its range.
@@ -286,6 +289,7 @@ class Policy:
         min_relative_change,
         max_rollbacks,
         max_rounds,
+        step_growth=1.0,
     ):
         self.initial_step = _as_number(
             "step", step, 0.0, math.inf, low_open=True, high_open=True
@@ -299,6 +303,10 @@ class Policy:
         )
         self.max_rollbacks = _as_count("max_rollbacks", max_rollbacks, minimum=0)
         self.max_rounds = _as_count("max_rounds", max_rounds, minimum=1)
+        self.step_growth = _as_number(
+            "step_growth", step_growth, 1.0, math.inf, high_open=True,
+            hint=" (1 keeps a halved step, as the paper does; 2 doubles it back)",
+        )
         self._history: list[RoundResult] = []
         self._lineage: list[_LineageEntry] = []
         self._exhausted: list[int] = []
@@ -320,6 +328,7 @@ class Policy:
             "min_relative_change": self.min_relative_change,
             "max_rollbacks": self.max_rollbacks,
             "max_rounds": self.max_rounds,
+            "step_growth": self.step_growth,
         }
 
     def _verdict(self, result):
@@ -498,6 +507,8 @@ class Policy:
             parent.failed_rounds.append(result.round)
             return self._roll_back(verdict)
         # Algorithm 2, lines 8-13.
+        if moved and self.step_growth > 1.0:
+            self._step = min(self._step * self.step_growth, self.initial_step)
         if parent.round == 0:
             streak, armed = 0, False
         else:
@@ -807,6 +818,10 @@ class AccuracyGuaranteed(Policy):
         max_rollbacks: Rollbacks to one round before going further back,
             `>= 0`. Defaults to `3`.
         max_rounds: The last pruning round, `>= 1`. Defaults to `50`.
+        step_growth: After an acceptable round that changed the size, λ is
+            multiplied by this, up to `step`, so that after a rollback the
+            search speeds up again. `1` keeps the halved λ for the rest of
+            the run, as Algorithm 2 does. Defaults to `1`.
 
     Raises:
         ConfigurationError: If an argument is outside its range.
@@ -830,6 +845,7 @@ class AccuracyGuaranteed(Policy):
         min_relative_change=0.001,
         max_rollbacks=3,
         max_rounds=50,
+        step_growth=1.0,
     ):
         self.max_accuracy_drop = _as_number(
             "max_accuracy_drop", max_accuracy_drop, 0.0, 1.0, high_open=True,
@@ -847,6 +863,7 @@ class AccuracyGuaranteed(Policy):
             min_relative_change=min_relative_change,
             max_rollbacks=max_rollbacks,
             max_rounds=max_rounds,
+            step_growth=step_growth,
         )
 
     def to_config(self):
@@ -907,6 +924,7 @@ class _ReductionTarget(Policy):
         min_relative_change,
         max_rollbacks,
         max_rounds,
+        step_growth=1.0,
     ):
         self.reduction = _as_number(
             "reduction", reduction, 0.0, 1.0, low_open=True, high_open=True,
@@ -922,6 +940,7 @@ class _ReductionTarget(Policy):
             min_relative_change=min_relative_change,
             max_rollbacks=max_rollbacks,
             max_rounds=max_rounds,
+            step_growth=step_growth,
         )
 
     def to_config(self):
@@ -1017,6 +1036,10 @@ class ParamsTarget(_ReductionTarget):
         max_rollbacks: Rollbacks to one round before going further back,
             `>= 0`. Defaults to `3`.
         max_rounds: The last pruning round, `>= 1`. Defaults to `50`.
+        step_growth: After an acceptable round that changed the size, λ is
+            multiplied by this, up to `step`, so that after a rollback the
+            search speeds up again. `1` keeps the halved λ for the rest of
+            the run, as Algorithm 2 does. Defaults to `1`.
 
     Raises:
         ConfigurationError: If an argument is outside its range.
@@ -1041,10 +1064,11 @@ class ParamsTarget(_ReductionTarget):
         min_relative_change=0.001,
         max_rollbacks=3,
         max_rounds=50,
+        step_growth=1.0,
     ):
         super().__init__(
             reduction, tolerance, step, initial_threshold, patience,
-            min_relative_change, max_rollbacks, max_rounds,
+            min_relative_change, max_rollbacks, max_rounds, step_growth,
         )
 
 
@@ -1076,6 +1100,10 @@ class FlopsTarget(_ReductionTarget):
         max_rollbacks: Rollbacks to one round before going further back,
             `>= 0`. Defaults to `3`.
         max_rounds: The last pruning round, `>= 1`. Defaults to `50`.
+        step_growth: After an acceptable round that changed the size, λ is
+            multiplied by this, up to `step`, so that after a rollback the
+            search speeds up again. `1` keeps the halved λ for the rest of
+            the run, as Algorithm 2 does. Defaults to `1`.
 
     Raises:
         ConfigurationError: If an argument is outside its range.
@@ -1100,8 +1128,9 @@ class FlopsTarget(_ReductionTarget):
         min_relative_change=0.001,
         max_rollbacks=3,
         max_rounds=50,
+        step_growth=1.0,
     ):
         super().__init__(
             reduction, tolerance, step, initial_threshold, patience,
-            min_relative_change, max_rollbacks, max_rounds,
+            min_relative_change, max_rollbacks, max_rounds, step_growth,
         )
