@@ -323,3 +323,20 @@ def test_export_writes_saved_model_and_int8_tflite_with_accuracy(pruned):
     assert (out / "fmnist_int8.tflite").is_file()
     assert re.search(r"fmnist_int8\.tflite\s+TFLite int8\s+[\d.]+ kB\s+\d+\.\d\d%", result.stdout)
     assert user_lines(result.stderr) == []
+
+
+def test_step_growth_flag_reaches_the_policy_and_rejects_values_below_one(capsys):
+    args = cli.build_parser().parse_args(
+        ["prune", "m.keras", "--run-dir", "r", "--max-accuracy-drop", "1%", "--step-growth", "2"]
+    )
+    settings = {key: getattr(args, key, None) for key in cli._PRUNE_KEYS}
+    assert cli._policy(settings).step_growth == 2.0
+    settings["step_growth"] = None  # not given: the paper's rule
+    assert cli._policy(settings).step_growth == 1.0
+    with pytest.raises(SystemExit) as stopped:
+        cli.build_parser().parse_args(
+            ["prune", "m.keras", "--run-dir", "r", "--params-reduction", "70%",
+             "--step-growth", "0.5"]
+        )
+    assert stopped.value.code == 2
+    assert "--step-growth: expected a number >= 1, got '0.5'" in capsys.readouterr().err

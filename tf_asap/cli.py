@@ -439,7 +439,7 @@ _PRUNE_KEYS = (
     "flops_reduction", "minimize", "criterion", "rewind", "rewind_checkpoint",
     "epochs", "epochs_per_round", "learning_rate", "batch_size", "limit",
     "validation_limit", "calibration_samples", "max_rounds", "step",
-    "tolerance", "patience", "seed",
+    "tolerance", "patience", "seed", "step_growth",
 )
 
 
@@ -597,6 +597,8 @@ def _policy(settings):
         common["step"] = settings["step"]
     if settings["patience"] is not None:
         common["patience"] = settings["patience"]
+    if settings.get("step_growth") is not None:
+        common["step_growth"] = settings["step_growth"]
     if settings["max_accuracy_drop"] is not None:
         return policies.AccuracyGuaranteed(
             max_accuracy_drop=settings["max_accuracy_drop"],
@@ -1072,6 +1074,17 @@ def _add_verbose(parser):
     )
 
 
+def _at_least_one(text):
+    """argparse type: a finite number >= 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {text!r}") from None
+    if not 1.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {text!r}")
+    return value
+
+
 def build_parser():
     """The `tf-asap` argument parser (exposed for documentation and tests)."""
     parser = argparse.ArgumentParser(
@@ -1173,6 +1186,9 @@ def build_parser():
                         help="last pruning round (default: 50)")
     search.add_argument("--step", type=positive_float, default=None,
                         help="initial threshold step λ in relative units (default: the policy's)")
+    search.add_argument("--step-growth", type=_at_least_one, default=None,
+                        help="multiply λ by this after every passing round that pruned, up "
+                        "to --step (default: 1, the paper's: a halved λ stays halved)")
     search.add_argument("--patience", type=positive_int, default=None,
                         help="rounds of unchanged size that end the run (default: 3)")
     search.add_argument("--calibration-samples", type=positive_int, default=None,
