@@ -11,22 +11,11 @@ from tf_asap.adaptive_callback import AdaptivePruning
 from tf_asap.controller import snapshot_state
 from tf_asap.errors import ConfigurationError
 from tf_asap.policies import AccuracyGuaranteed, ParamsTarget
-from tests.helpers import UntrimmedParamsTarget
+from tests.helpers import UntrimmedParamsTarget, quadrant_data
 
 BATCH = 64
 STEPS = 4  # 256 samples / 64
 
-
-
-def quadrant_data(count, seed):
-    """8x8 images whose class (0-3) is the bright quadrant: learnt in a few epochs."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 4, count)
-    x = rng.normal(0.0, 0.5, (count, 8, 8, 1)).astype("float32")
-    for index, label in enumerate(labels):
-        row, column = divmod(int(label), 2)
-        x[index, 4 * row : 4 * row + 4, 4 * column : 4 * column + 4] += 1.5
-    return x, labels.astype("int32")
 
 
 TRAIN = quadrant_data(256, 0)

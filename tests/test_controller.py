@@ -24,23 +24,12 @@ from tf_asap.controller import (
 )
 from tf_asap.errors import ConfigurationError, RunDirectoryError
 from tf_asap.policies import AccuracyGuaranteed, FlopsTarget, ParamsTarget
-from tests.helpers import UntrimmedParamsTarget
+from tests.helpers import UntrimmedParamsTarget, quadrant_data
 
 # Batches of 64 over 256 samples: 4 optimizer steps per epoch.
 BATCH = 64
 STEPS = 4
 
-
-
-def quadrant_data(count, seed):
-    """8x8 images whose class (0-3) is the bright quadrant: learnt in a few epochs."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 4, count)
-    x = rng.normal(0.0, 0.5, (count, 8, 8, 1)).astype("float32")
-    for index, label in enumerate(labels):
-        row, column = divmod(int(label), 2)
-        x[index, 4 * row : 4 * row + 4, 4 * column : 4 * column + 4] += 1.5
-    return x, labels.astype("int32")
 
 
 def tiny_model(conv1_filters=8):
