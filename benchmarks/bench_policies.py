@@ -44,9 +44,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 
 import tf_asap  # noqa: E402
-from tf_asap import data, recipe, report, zoo  # noqa: E402
-from tf_asap.controller import RoundController, train_baseline  # noqa: E402
-from tf_asap.policies import AccuracyGuaranteed, FlopsTarget, ParamsTarget  # noqa: E402
+from tf_asap import data, recipe, zoo  # noqa: E402
+from tf_asap.rounds import report  # noqa: E402
+from tf_asap.rounds.controller import RoundController, train_baseline  # noqa: E402
+from tf_asap.pruning.policies import AccuracyGuaranteed, FlopsTarget, ParamsTarget  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGET_RATIO = 5.0

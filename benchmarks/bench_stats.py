@@ -35,7 +35,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import tf_asap  # noqa: E402
-from tf_asap.stats import collect_activation_stats  # noqa: E402
+from tf_asap.pruning.stats import collect_activation_stats  # noqa: E402
 
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 

@@ -77,7 +77,7 @@ class Budget:
         calibration_samples: Training samples the criteria score on.
         max_rounds: Cap on adaptive rounds.
         policy_step: λ, the initial step of `T` of every adaptive policy
-            (relative units, see `tf_asap.policies`); larger than the
+            (relative units, see `tf_asap.pruning.policies`); larger than the
             library's defaults on the CPU budgets so that a dozen rounds
             reach the interesting range of `T`.
         fixed_rate_max_rounds: Cap on fixed-rate rounds.
@@ -230,7 +230,7 @@ class Context:
     def baseline(self, model_name, seed):
         """Trains (or reloads) the baseline of a model and seed: shared by all studies."""
         import keras
-        from tf_asap.controller import train_baseline
+        from tf_asap.rounds.controller import train_baseline
         from tf_asap.errors import RunDirectoryError
         from tf_asap.recipe import paper_optimizer
         from tf_asap.zoo import build_model
@@ -272,7 +272,7 @@ class Context:
         checkpoints restore by position, and the tests check that.)
         """
         import keras
-        from tf_asap.masks import make_prunable
+        from tf_asap.core.masks import make_prunable
         from tf_asap.recipe import compile_with_recipe
         from tf_asap.zoo import build_model
 
@@ -327,7 +327,7 @@ def _selected(names, wanted):
 
 
 def _criterion(method):
-    """The `tf_asap.importance` criterion of a method name of this harness."""
+    """The `tf_asap.pruning.importance` criterion of a method name of this harness."""
     from tf_asap import importance
 
     if method in ("attention", "l1"):
@@ -339,7 +339,7 @@ def _criterion(method):
 
 
 def _policy(name, budget):
-    from tf_asap.policies import AccuracyGuaranteed, FlopsTarget, ParamsTarget
+    from tf_asap.pruning.policies import AccuracyGuaranteed, FlopsTarget, ParamsTarget
 
     rounds = {"max_rounds": budget.max_rounds, "step": budget.policy_step}
     if name == "acc0":
@@ -365,7 +365,7 @@ def _rewind_and_retrain(model, baseline, train):
     (Algorithm 1, lines 6-8), so fixed-rate and one-shot methods get exactly
     the retraining the adaptive runs get.
     """
-    from tf_asap.controller import load_state, restore_state
+    from tf_asap.rounds.controller import load_state, restore_state
 
     state, _ = load_state(baseline.rewind_checkpoint)
     restore_state(model, state, masks=False)
@@ -373,8 +373,8 @@ def _rewind_and_retrain(model, baseline, train):
 
 
 def _apply_fraction(model, scores, fraction, scope):
-    from tf_asap.masks import apply_masks
-    from tf_asap.thresholds import ratio_masks
+    from tf_asap.core.masks import apply_masks
+    from tf_asap.pruning.thresholds import ratio_masks
 
     masks = ratio_masks(model, scores, fraction, scope=scope)
     apply_masks(model, masks)
@@ -383,8 +383,8 @@ def _apply_fraction(model, scores, fraction, scope):
 
 def _prune_to_params_reduction(model, scores, target, scope="global", tolerance=0.005):
     """Finds by bisection the filter fraction whose masks remove `target` of the params."""
-    from tf_asap.counting import count_cost
-    from tf_asap.masks import apply_masks, get_masks
+    from tf_asap.core.counting import count_cost
+    from tf_asap.core.masks import apply_masks, get_masks
 
     original = get_masks(model)
     dense_params = count_cost(model).effective_params
@@ -409,7 +409,7 @@ def _prune_to_params_reduction(model, scores, target, scope="global", tolerance=
 
 
 def _cost_summary(model, baseline_cost):
-    from tf_asap.counting import count_cost
+    from tf_asap.core.counting import count_cost
 
     cost = count_cost(model)
     return {
@@ -433,7 +433,7 @@ def run_adaptive_case(context, model_name, method, seed):
     done = context.load_result("adaptive", model_name, method, seed)
     if done is not None:
         return done
-    from tf_asap.controller import RoundController
+    from tf_asap.rounds.controller import RoundController
 
     policy_name, criterion_name = method.split("-")
     baseline, baseline_wall = context.baseline(model_name, seed)
@@ -548,7 +548,7 @@ def run_mapping_case(context, model_name, method, seed):
     if done is not None:
         return done
     import keras
-    from tf_asap.counting import count_cost
+    from tf_asap.core.counting import count_cost
 
     baseline, _ = context.baseline(model_name, seed)
     keras.utils.set_random_seed(seed)
@@ -610,7 +610,7 @@ def run_fixed_rate_case(context, model_name, method, seed):
     if done is not None:
         return done
     import keras
-    from tf_asap.counting import count_cost
+    from tf_asap.core.counting import count_cost
 
     reference = run_adaptive_case(context, model_name, FIXED_RATE_REFERENCE, seed)
     target = reference["params_reduction"]
@@ -786,9 +786,9 @@ def run_unstructured_case(context, model_name, method, seed):
         return done
     import keras
     import numpy as np
-    from tf_asap.counting import count_cost
+    from tf_asap.core.counting import count_cost
     from tf_asap.export import evaluate_tflite, export_tflite, latency_report
-    from tf_asap.masks import strip_masks
+    from tf_asap.core.masks import strip_masks
 
     reference = run_adaptive_case(context, model_name, UNSTRUCTURED_REFERENCE, seed)
     run_dir = os.path.join(HERE, reference["run_dir"])
@@ -994,7 +994,7 @@ def tfmot_worker(spec_path):
 
 
 def study_trace(context, models, methods):
-    from tf_asap.controller import read_round_log
+    from tf_asap.rounds.controller import read_round_log
 
     model_name = (models or [context.budget.models[0]])[0]
     seed = context.seeds[0]
@@ -1010,7 +1010,7 @@ def study_trace(context, models, methods):
     header = ["round", "T", "accuracy", "acc drop", "params red.", "FLOPs red.",
               "acceptable", "decision"]
     notes = [f"{model_name}, `{method}`, seed {seed}; best round {reference['best_round']}."]
-    from tf_asap.report import plot_rounds
+    from tf_asap.rounds.report import plot_rounds
 
     # The library's own Figure 4 plot (rollbacks and the best round marked).
     plot_rounds(records, os.path.join(context.results, "trace.png"),

@@ -38,8 +38,8 @@ import argparse
 import keras
 
 from tf_asap import data, export, recipe, zoo
-from tf_asap.controller import RoundController, train_baseline
-from tf_asap.policies import AccuracyGuaranteed, FlopsTarget, ParamsTarget
+from tf_asap.rounds.controller import RoundController, train_baseline
+from tf_asap.pruning.policies import AccuracyGuaranteed, FlopsTarget, ParamsTarget
 
 
 def parse_args():

@@ -10,7 +10,7 @@ optimizer, and with it the learning-rate schedule, back to where `fit`
 started at the beginning of every round.
 
 The callback keeps round states in memory; for long runs that must survive a
-crash use `tf_asap.controller.RoundController`, which writes every round to a
+crash use `tf_asap.rounds.controller.RoundController`, which writes every round to a
 run directory and resumes.
 
 Run from the repository root (about 2 minutes on 2 CPU cores):
@@ -25,8 +25,8 @@ import keras
 
 import tf_asap as asap
 from tf_asap import data, recipe, zoo
-from tf_asap.adaptive_callback import AdaptivePruning
-from tf_asap.policies import ParamsTarget
+from tf_asap.rounds.callback import AdaptivePruning
+from tf_asap.pruning.policies import ParamsTarget
 
 
 def main():
@@ -57,7 +57,7 @@ def main():
     pm.fit(x_train, y_train, batch_size=128, epochs=40, callbacks=[pruning], verbose=0)
 
     # The model is left in the best acceptable round; the records are the
-    # controller's round log, so tf_asap.report renders them the same way.
+    # controller's round log, so tf_asap.rounds.report renders them the same way.
     from tf_asap import report
 
     print(report.rounds_table(pruning.records))

@@ -28,8 +28,8 @@ import numpy as np
 
 import tf_asap as asap
 from tf_asap import data, export, zoo
-from tf_asap.controller import RoundController, train_baseline
-from tf_asap.policies import AccuracyGuaranteed
+from tf_asap.rounds.controller import RoundController, train_baseline
+from tf_asap.pruning.policies import AccuracyGuaranteed
 
 RUN_DIR = os.path.join("runs", "quickstart")
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from tf_asap.policies import ParamsTarget
+from tf_asap.pruning.policies import ParamsTarget
 
 
 def quadrant_data(count, seed):

@@ -71,7 +71,7 @@ def test_main_job_references_files_that_exist():
         assert os.path.exists(os.path.join(ROOT, path)), f"main_job.sh names missing {path}"
     # What it runs: the demo command of the CLI, whose default baseline ships.
     assert re.search(r"\.venv/bin/tf-asap demo\b", text)
-    from tf_asap import cli
+    from tf_asap.cli import commands as cli
 
     baseline = os.path.join(ROOT, cli.DEFAULT_DEMO_BASELINE)
     assert os.path.isfile(os.path.join(baseline, cli.BASELINE_MODEL))
@@ -90,7 +90,7 @@ def test_readme_links_point_at_files_that_exist():
 
 
 def test_readme_cli_commands_exist():
-    from tf_asap import cli
+    from tf_asap.cli import commands as cli
 
     parser = cli.build_parser()
     commands = set(parser._subparsers._group_actions[0].choices)
@@ -103,7 +103,7 @@ def test_shipped_baseline_is_documented_small_and_loads_in_safe_mode():
     import keras
 
     import tf_asap  # registers MaskedLayer and the recipe's optimizer the model was compiled with
-    from tf_asap import cli
+    from tf_asap.cli import commands as cli
 
     directory = os.path.join(ROOT, cli.DEFAULT_DEMO_BASELINE)
     settings = json.loads(read(os.path.join(cli.DEFAULT_DEMO_BASELINE, cli.TRAIN_SETTINGS)))

@@ -5,7 +5,7 @@ The public API, in the order data flows through it:
 - masks: `make_prunable`, `apply_masks`, `get_masks`, `strip_masks`;
 - graph: `channel_groups`, `ChannelGroup` (which channels are pruned together);
 - counting: `count_cost` (params and FLOPs, dense and effective);
-- statistics and importance: `collect_activation_stats`, `tf_asap.importance`;
+- statistics and importance: `collect_activation_stats`, `tf_asap.pruning.importance`;
 - thresholds: `threshold_masks`, `ratio_masks`, `attention_reference`;
 - policies: `AccuracyGuaranteed`, `ParamsTarget`, `FlopsTarget`;
 - controller and callbacks: `RoundController`, `train_baseline`,
@@ -18,11 +18,13 @@ The public API, in the order data flows through it:
 
 __version__ = "0.1.0"
 
-from tf_asap import importance, policies, recipe, report
-from tf_asap.adaptive_callback import AdaptivePruning
-from tf_asap.callbacks import ActivationStatsCallback
-from tf_asap.controller import Baseline, PruningResult, RoundController, train_baseline
-from tf_asap.counting import Cost, LayerCost, count_cost
+from tf_asap import recipe
+from tf_asap.pruning import importance, policies
+from tf_asap.rounds import report
+from tf_asap.rounds.callback import AdaptivePruning
+from tf_asap.pruning.stats_callback import ActivationStatsCallback
+from tf_asap.rounds.controller import Baseline, PruningResult, RoundController, train_baseline
+from tf_asap.core.counting import Cost, LayerCost, count_cost
 from tf_asap.data import load_arrays, load_dataset
 from tf_asap.export import (
     LatencyRow,
@@ -39,9 +41,9 @@ from tf_asap.export import (
     run_tflite,
     run_tflite_micro,
 )
-from tf_asap.graph import ChannelGroup, ChannelRef, channel_groups
+from tf_asap.core.graph import ChannelGroup, ChannelRef, channel_groups
 from tf_asap.inputs import as_batches
-from tf_asap.importance import (
+from tf_asap.pruning.importance import (
     APoZ,
     ActivationAttention,
     L1Norm,
@@ -49,9 +51,9 @@ from tf_asap.importance import (
     RandomScore,
     get_criterion,
 )
-from tf_asap.layers import MaskedLayer
-from tf_asap.masks import apply_masks, get_masks, make_prunable, strip_masks
-from tf_asap.policies import (
+from tf_asap.core.layers import MaskedLayer
+from tf_asap.core.masks import apply_masks, get_masks, make_prunable, strip_masks
+from tf_asap.pruning.policies import (
     AccuracyGuaranteed,
     Decision,
     FlopsTarget,
@@ -60,9 +62,9 @@ from tf_asap.policies import (
     RoundResult,
     policy_from_state,
 )
-from tf_asap.stats import ActivationStatistics, collect_activation_stats
-from tf_asap.surgery import slim
-from tf_asap.thresholds import attention_reference, ratio_masks, threshold_masks
+from tf_asap.pruning.stats import ActivationStatistics, collect_activation_stats
+from tf_asap.core.surgery import slim
+from tf_asap.pruning.thresholds import attention_reference, ratio_masks, threshold_masks
 from tf_asap.zoo import available_models, build_model
 
 __all__ = [

@@ -311,7 +311,7 @@ def outputs_logits(model):
     """Whether `model`'s output layer has no softmax or sigmoid.
 
     Looks at the layer producing the (single) output, unwrapping
-    `keras.layers.Wrapper`s such as `tf_asap.layers.MaskedLayer`: a layer whose
+    `keras.layers.Wrapper`s such as `tf_asap.core.layers.MaskedLayer`: a layer whose
     `activation` is linear, or no recognised activation at all, gives
     logits; a `softmax` activation, a `Softmax` layer or an
     `Activation("softmax")` gives probabilities.

@@ -1,0 +1,342 @@
+"""Tests for the `tf-asap` command line (tf_asap/cli/).
+
+Commands run through a subprocess, as a user runs them, on tiny settings;
+argument parsing is also tested in-process where no TensorFlow work is done.
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import tf_asap
+from tf_asap.cli import commands as cli
+
+DATA_AVAILABLE = os.path.isdir("/usr/share/datasets/fashion-mnist") or bool(
+    os.environ.get("TF_ASAP_DATA_DIR")
+)
+needs_fashion_mnist = pytest.mark.skipif(
+    not DATA_AVAILABLE, reason="Fashion-MNIST IDX files not installed"
+)
+
+# Lines TensorFlow prints at start-up, before the command line can filter
+# them (tf_asap/__init__.py imports TensorFlow). Tests look past them.
+_STARTUP_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog|[IWEF]\d{4} \d\d:|"
+    r"To enable the following instructions)"
+)
+
+
+# The console script pip installed beside this interpreter; `python -m` where
+# the package is not installed.
+_SCRIPT = os.path.join(os.path.dirname(sys.executable), "tf-asap")
+_COMMAND = [_SCRIPT] if os.access(_SCRIPT, os.X_OK) else [sys.executable, "-m", "tf_asap.cli"]
+
+
+def run_cli(*args, timeout=240):
+    """Runs `tf-asap ARGS` in a new process; returns the CompletedProcess."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    return subprocess.run(
+        [*_COMMAND, *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, env=env,
+    )
+
+
+def user_lines(text):
+    """The lines of `text` that are not TensorFlow start-up noise."""
+    return [line for line in text.splitlines() if line.strip() and not _STARTUP_NOISE.match(line)]
+
+
+# ---------------------------------------------------------------------------
+# Parsing, in-process
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("0.5%", 0.005), ("70%", 0.7), ("0.005", 0.005), ("0", 0.0), (" 12.5% ", 0.125)],
+)
+def test_fraction_reads_percents_and_plain_fractions(text, expected):
+    assert cli.fraction(text) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("70", "did you mean 70%"), ("100%", "below 1"), ("-1%", "at least 0"),
+     ("half", "a percent like 0.5%"), ("nan", "at least 0")],
+)
+def test_fraction_rejects_values_outside_zero_one_with_a_hint(text, message):
+    with pytest.raises(argparse.ArgumentTypeError, match=re.escape(message)):
+        cli.fraction(text)
+
+
+@pytest.mark.parametrize("command", ["train", "prune", "export", "profile", "report", "demo"])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert f"usage: tf-asap {command}" in capsys.readouterr().out
+
+
+def test_no_command_prints_help_and_exits_2(capsys):
+    assert cli.main([]) == 2
+    assert "COMMAND" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["prune", "m.keras", "--run-dir", "r"], "give the pruning target"),
+        (["prune", "m.keras", "--run-dir", "r", "--max-accuracy-drop", "1%",
+          "--flops-reduction", "50%"], "give only one of them"),
+        (["prune", "--run-dir", "r", "--params-reduction", "70%"], "give the model to prune"),
+        (["prune", "m.keras", "--run-dir", "r", "--params-reduction", "70%",
+          "--minimize", "flops"], "--minimize applies to --max-accuracy-drop only"),
+        (["train", "--output", "o", "--epochs", "5", "--rewind-epoch", "5"],
+         "--rewind-epoch 5 must be below --epochs 5"),
+    ],
+)
+def test_contradictory_flags_are_usage_errors_naming_the_flag(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["--debug", *argv]) == 2
+    err = capsys.readouterr().err
+    assert f"usage: tf-asap {argv[0]}" in err
+    assert message in err
+
+
+def test_prune_refuses_an_existing_run_without_resume(capsys, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text("{}")
+    code = cli.main(["--debug", "prune", "m.keras", "--run-dir", str(run_dir),
+                     "--max-accuracy-drop", "1%"])
+    assert code == 2
+    assert "Pass --resume to continue it" in capsys.readouterr().err
+
+
+def test_weight_rewinding_without_a_checkpoint_is_a_usage_error(capsys, tmp_path):
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"")
+    code = cli.main(["--debug", "prune", str(model), "--run-dir", str(tmp_path / "r"),
+                     "--max-accuracy-drop", "1%", "--rewind", "weights", "--dataset", "mnist"])
+    assert code == 2
+    assert "--rewind weights needs the rewind checkpoint" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
+# Through a subprocess
+
+
+def test_help_and_version_exit_0():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("train", "prune", "export", "profile", "report", "demo"):
+        assert command in result.stdout
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("tf-asap ")
+
+
+def test_bad_flag_value_exits_2_with_the_flag_and_the_fix():
+    result = run_cli("prune", "m.keras", "--run-dir", "r", "--max-accuracy-drop", "50")
+    assert result.returncode == 2
+    assert "argument --max-accuracy-drop" in result.stderr
+    assert "did you mean 50%?" in result.stderr
+
+
+def test_own_usage_error_exits_2_with_the_flag_and_the_fix(tmp_path):
+    result = run_cli("export", tmp_path, "--output", tmp_path / "out")
+    assert result.returncode == 2
+    lines = user_lines(result.stderr)
+    assert lines[0].startswith("usage: tf-asap export")
+    assert lines[-1].startswith("tf-asap export: error: MODEL")
+    assert "pass one of those or a .keras file" in lines[-1]
+
+
+def test_failure_exits_1_with_one_line_and_no_traceback(tmp_path):
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"this is not a zip archive")
+    result = run_cli("profile", broken)
+    assert result.returncode == 1
+    lines = user_lines(result.stderr)
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("tf-asap profile: error: ")
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_debug_shows_the_traceback_of_a_failure(tmp_path):
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"this is not a zip archive")
+    result = run_cli("profile", broken, "--debug")
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr
+
+
+def _masked_tiny_model():
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+    x = keras.layers.Flatten(name="flatten")(x)
+    outputs = keras.layers.Dense(3, name="head")(x)
+    model = tf_asap.make_prunable(keras.Model(inputs, outputs, name="tiny"))
+    group = next(g for g in tf_asap.channel_groups(model) if g.prunable)
+    tf_asap.apply_masks(model, {group.name: np.array([True, False, True, False])})
+    return model
+
+
+def test_profile_prints_dense_and_effective_costs(tmp_path):
+    model = _masked_tiny_model()
+    cost = tf_asap.count_cost(model)
+    path = tmp_path / "tiny.keras"
+    model.save(path)
+    result = run_cli("profile", path)
+    assert result.returncode == 0, result.stderr
+    assert "eff. params" in result.stdout and "eff. FLOPs" in result.stdout
+    total = next(line for line in result.stdout.splitlines() if line.startswith("total"))
+    assert total.split()[1:] == [
+        f"{cost.params:,}", f"{cost.effective_params:,}",
+        f"{cost.flops:,}", f"{cost.effective_flops:,}",
+    ]
+    assert "50.0% removed" in result.stdout or f"{100 * cost.params_reduction:.1f}% removed" in result.stdout
+    assert user_lines(result.stderr) == []
+
+    as_json = json.loads(run_cli("profile", path, "--json").stdout)
+    assert as_json["effective_flops"] == cost.effective_flops
+    assert [layer["name"] for layer in as_json["layers"]] == [layer.name for layer in cost.layers]
+
+
+# ---------------------------------------------------------------------------
+# train -> prune -> export -> report on a tiny subset
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    output = tmp_path_factory.mktemp("cli") / "baseline"
+    result = run_cli(
+        "train", "--model", "vgg_small", "--epochs", "2", "--limit", "256",
+        "--validation-limit", "256", "--batch-size", "64", "--output", output,
+        "--verbose", "0",
+    )
+    return output, result
+
+
+@pytest.fixture(scope="module")
+def pruned(trained):
+    output, _ = trained
+    run_dir = output.parent / "run"
+    result = run_cli(
+        "prune", output, "--run-dir", run_dir, "--max-accuracy-drop", "5%",
+        "--max-rounds", "1", "--limit", "256", "--validation-limit", "256",
+        "--calibration-samples", "128", "--verbose", "0",
+    )
+    return run_dir, result
+
+
+@needs_fashion_mnist
+def test_train_writes_the_model_rewind_checkpoint_and_settings(trained):
+    output, result = trained
+    assert result.returncode == 0, result.stderr
+    assert (output / "baseline" / "model.keras").is_file()
+    assert (output / "baseline" / "rewind.npz").is_file()
+    settings = json.loads((output / "train.json").read_text())
+    assert settings["dataset"] == "fashion_mnist"
+    assert settings["epochs"] == 2 and settings["rewind_epoch"] == 1
+    assert settings["command"].startswith("tf-asap train --model vgg_small")
+    assert 0.0 <= settings["test_accuracy"] <= 1.0
+    assert f"{100 * settings['test_accuracy']:.2f}%" in result.stdout
+    assert user_lines(result.stderr) == []
+
+
+@needs_fashion_mnist
+def test_train_refuses_to_overwrite_a_baseline(trained):
+    output, _ = trained
+    result = run_cli("train", "--output", output, "--epochs", "1")
+    assert result.returncode == 2
+    assert "--overwrite" in user_lines(result.stderr)[-1]
+
+
+@needs_fashion_mnist
+def test_prune_runs_rounds_with_weight_rewinding_and_writes_the_result(pruned):
+    run_dir, result = pruned
+    assert result.returncode == 0, result.stderr
+    assert "weights rewinding to epoch 1 of 2" in result.stdout
+    assert re.search(r"Best round \d+: accuracy", result.stdout)
+    assert (run_dir / "final" / "slim.keras").is_file()
+    assert (run_dir / "report.md").is_file()
+    rounds = [json.loads(line) for line in (run_dir / "rounds.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rounds] == [0, 1]
+    saved = json.loads((run_dir / "prune.json").read_text())
+    assert saved["max_accuracy_drop"] == pytest.approx(0.05)
+    assert saved["rewind"] == "weights"
+    assert user_lines(result.stderr) == []
+
+
+@needs_fashion_mnist
+def test_prune_resume_takes_the_saved_flags(pruned):
+    run_dir, _ = pruned
+    result = run_cli("prune", "--resume", "--run-dir", run_dir, "--verbose", "0")
+    assert result.returncode == 0, result.stderr
+    assert "Best round" in result.stdout
+    rounds = (run_dir / "rounds.jsonl").read_text().splitlines()
+    assert len(rounds) == 2  # nothing redone
+
+
+@needs_fashion_mnist
+def test_prune_with_a_different_target_on_resume_fails_with_one_line(pruned):
+    run_dir, _ = pruned
+    result = run_cli("prune", "--resume", "--run-dir", run_dir, "--max-accuracy-drop", "2%")
+    assert result.returncode == 1
+    lines = user_lines(result.stderr)
+    assert len(lines) == 1 and "other settings" in lines[0]
+    saved = json.loads((run_dir / "prune.json").read_text())
+    assert saved["max_accuracy_drop"] == pytest.approx(0.05)  # the refused flags are not saved
+
+
+@needs_fashion_mnist
+def test_report_prints_the_round_table_and_writes_the_plot(pruned):
+    run_dir, _ = pruned
+    plot = run_dir / "plot.png"
+    result = run_cli("report", run_dir, "--plot", plot)
+    assert result.returncode == 0, result.stderr
+    assert "| round | T |" in result.stdout
+    assert "- Best round" in result.stdout
+    assert plot.is_file() and plot.stat().st_size > 1000
+    assert (run_dir / "rounds.png").is_file()
+
+
+@needs_fashion_mnist
+def test_export_writes_saved_model_and_int8_tflite_with_accuracy(pruned):
+    run_dir, _ = pruned
+    out = run_dir.parent / "export"
+    result = run_cli(
+        "export", run_dir, "--output", out, "--format", "saved_model", "tflite",
+        "--quantization", "int8", "--evaluate", "--evaluation-samples", "200",
+        "--calibration-samples", "50", "--name", "fmnist",
+    )
+    assert result.returncode == 0, result.stderr
+    assert (out / "saved_model" / "fmnist" / "1" / "saved_model.pb").is_file()
+    assert (out / "fmnist_int8.tflite").is_file()
+    assert re.search(r"fmnist_int8\.tflite\s+TFLite int8\s+[\d.]+ kB\s+\d+\.\d\d%", result.stdout)
+    assert user_lines(result.stderr) == []
+
+
+def test_step_growth_flag_reaches_the_policy_and_rejects_values_below_one(capsys):
+    args = cli.build_parser().parse_args(
+        ["prune", "m.keras", "--run-dir", "r", "--max-accuracy-drop", "1%", "--step-growth", "2"]
+    )
+    settings = {key: getattr(args, key, None) for key in cli._PRUNE_KEYS}
+    assert cli._policy(settings).step_growth == 2.0
+    settings["step_growth"] = None  # not given: the paper's rule
+    assert cli._policy(settings).step_growth == 1.0
+    with pytest.raises(SystemExit) as stopped:
+        cli.build_parser().parse_args(
+            ["prune", "m.keras", "--run-dir", "r", "--params-reduction", "70%",
+             "--step-growth", "0.5"]
+        )
+    assert stopped.value.code == 2
+    assert "--step-growth: expected a number >= 1, got '0.5'" in capsys.readouterr().err

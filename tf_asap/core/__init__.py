@@ -1,0 +1,1 @@
+"""Model-level machinery: masked layers, channel analysis, masks, counting and surgery."""

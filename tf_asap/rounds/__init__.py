@@ -1,0 +1,1 @@
+"""Pruning rounds: the controller (Algorithm 1), the `fit` callback, run directories and reports."""
