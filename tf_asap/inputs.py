@@ -37,10 +37,21 @@ def _is_tensor_like(value):
 
 
 def _input_shapes(model):
-    """Shapes (batch axis included) of each model input, or None without a model."""
+    """{input name: shape (batch axis included)} in input order, or None without a model."""
     if model is None:
         return None
-    return [tuple(tensor.shape) for tensor in model.inputs]
+    return {tensor.name: tuple(tensor.shape) for tensor in model.inputs}
+
+
+def _parts(x, shapes):
+    """The arrays (or specs) of `x` in the order of the model inputs.
+
+    `tf.nest.flatten` orders a dict by key; a dict keyed by the input names is
+    put in the model's order instead.
+    """
+    if isinstance(x, dict) and shapes is not None and set(shapes) <= set(x):
+        return [x[name] for name in shapes]
+    return tf.nest.flatten(x)
 
 
 def _is_flat_inputs(element, num_inputs):
@@ -81,9 +92,10 @@ def _check_shapes(x, shapes, batched, description):
     sample when every part has one axis less; the dimensions other than the
     batch one must match the model's where both are known.
     """
-    parts = tf.nest.flatten(x)
     if shapes is None:
         return batched
+    parts = _parts(x, shapes)
+    shapes = list(shapes.values())
     if len(parts) != len(shapes):
         raise DataError(
             f"The {description} yields {len(parts)} input array(s) per element, "
@@ -195,11 +207,11 @@ def _from_arrays(data, shapes, keep_labels, limit):
     if limit is not None:
         parts = tf.nest.map_structure(lambda part: part[:limit], parts)
     features = _features(parts, num_inputs) if keep_labels else parts
-    found = [tuple(np.shape(part)) for part in tf.nest.flatten(features)]
+    found = [tuple(np.shape(part)) for part in _parts(features, shapes)]
     if not _check_shapes(features, shapes, True, "array data"):
         raise DataError(
             f"Array data must hold a batch of samples of the model's input "
-            f"shape {_describe(shapes)}; received arrays of shape {_describe(found)} "
+            f"shape {_describe(list(shapes.values()))}; received arrays of shape {_describe(found)} "
             "(a single sample?). Add the sample axis, e.g. x[None]."
         )
     return tf.data.Dataset.from_tensor_slices(parts), False

@@ -12,7 +12,7 @@ from tf_asap.export.flatbuffer import tflite_operators
 from tf_asap.export.litert import run_tflite
 from tf_asap.export.saved_model import export_saved_model
 from tf_asap.export.tflite import convert_tflite, export_tflite
-from tests.export.models import random_images, residual_model, slimmed_residual_model
+from tests.export.models import random_images, residual_model, slimmed_residual_model, two_input_model
 
 
 @pytest.mark.parametrize(
@@ -192,3 +192,17 @@ def test_representative_data_of_the_wrong_shape_names_the_expected_shape():
 
     with pytest.raises(DataError, match=r"\(8, 16, 16\).*\(None, 16, 16, 3\)"):
         convert_tflite(residual_model(width=4), "int8", data)
+
+
+def test_int8_calibrates_a_two_input_model_from_a_tuple_or_a_dict():
+    model = two_input_model()
+    images = random_images(20, (8, 8, 3))
+    extra = np.random.default_rng(2).normal(size=(20, 4)).astype(np.float32)
+    by_name = {tensor.name: array for tensor, array in zip(model.inputs, (images, extra))}
+
+    from_tuple = convert_tflite(model, "int8", (images, extra))
+    from_dict = convert_tflite(model, "int8", by_name)
+
+    assert from_tuple == from_dict
+    scores, _ = run_tflite(from_tuple, [images, extra])
+    np.testing.assert_allclose(scores, model.predict([images, extra], verbose=0)[0], atol=0.05)
