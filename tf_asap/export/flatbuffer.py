@@ -11,6 +11,12 @@ import re
 
 from tf_asap.errors import ConfigurationError, ExportError
 
+try:
+    from tensorflow.lite.python import schema_py_generated as _schema
+except ImportError:  # pragma: no cover - a TensorFlow build without TFLite.
+    # The optional LiteRT package ships the same generated module.
+    from ai_edge_litert import schema_py_generated as _schema
+
 _TENSOR_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 9: "int8"}
 
 
@@ -34,15 +40,6 @@ class TensorInfo:
     shape: tuple
     scale: float
     zero_point: int
-
-
-def _schema():
-    try:
-        from tensorflow.lite.python import schema_py_generated
-    except ImportError:  # pragma: no cover - depends on the TF build.
-        # Optional dependency: LiteRT ships the same generated module.
-        from ai_edge_litert import schema_py_generated
-    return schema_py_generated
 
 
 def read_model_bytes(model):
@@ -70,7 +67,7 @@ def read_model_bytes(model):
 
 
 def _root(flatbuffer):
-    schema = _schema()
+    schema = _schema
     if len(flatbuffer) < 8 or flatbuffer[4:8] != b"TFL3":
         raise ExportError(
             "The data is not a TFLite flatbuffer (no 'TFL3' identifier). Pass "

@@ -94,8 +94,9 @@ def export_saved_model(model, base_dir, name, version=1, overwrite=False):
                 write_serving_saved_model(model, inputs, staging_dir)
             except Exception as error:
                 raise ExportError(
-                    f"Saving model '{model.name}' as a SavedModel failed: {error}\n"
-                    f"TensorFlow log:\n{log_tail(captured())}"
+                    f"Saving model '{model.name}' as a SavedModel failed: {error}. Check "
+                    "that the model runs in TensorFlow (model(x, training=False)) and "
+                    f"that {model_dir} is writable.\nTensorFlow log:\n{log_tail(captured())}"
                 ) from error
         _replace_directory(staging_dir, final_dir, model_dir, version)
     finally:
