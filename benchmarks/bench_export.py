@@ -36,7 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 import tf_asap as asap  # noqa: E402
-from tf_asap.export import _legacy as export  # noqa: E402
+from tf_asap import export  # noqa: E402
 from tf_asap.zoo import build_model  # noqa: E402
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")

@@ -42,7 +42,7 @@ from tf_asap.export import (
     run_tflite_micro,
 )
 from tf_asap.core.graph import ChannelGroup, ChannelRef, channel_groups
-from tf_asap.inputs import as_batches
+from tf_asap.inputs import as_arrays, as_batches
 from tf_asap.pruning.importance import (
     APoZ,
     ActivationAttention,
@@ -75,6 +75,7 @@ __all__ = [
     "AdaptivePruning",
     "APoZ",
     "apply_masks",
+    "as_arrays",
     "as_batches",
     "attention_reference",
     "available_models",

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from tf_asap.errors import ConfigurationError, DataError
-from tf_asap.inputs import as_batches
+from tf_asap.inputs import as_arrays, as_batches
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +146,73 @@ def test_unknown_kind_is_a_data_error(model):
 def test_bad_limit_is_a_configuration_error(model, x, value):
     with pytest.raises(ConfigurationError, match="limit"):
         as_batches(x, model, limit=value)
+
+
+def test_wrong_non_batch_dimension_is_a_data_error_naming_both_shapes(model):
+    with pytest.raises(DataError, match=r"\(10, 4, 4, 3\).*\(None, 4, 4, 1\).*x\[\.\.\., None\]"):
+        as_batches(np.zeros((10, 4, 4, 3), "float32"), model)
+
+
+def test_dataset_of_the_wrong_sample_shape_is_a_data_error(model):
+    dataset = tf.data.Dataset.from_tensor_slices(np.zeros((6, 5, 5, 1), "float32"))
+    with pytest.raises(DataError, match=r"\(5, 5, 1\).*\(4, 4, 1\)"):
+        as_batches(dataset, model)
+
+
+def test_limit_advances_a_generator_of_samples_only_limit_times(model, x):
+    drawn = []
+
+    def samples():
+        while True:
+            drawn.append(1)
+            yield x[0]
+
+    dataset = as_batches(samples(), model, batch_size=4, limit=6)
+    assert batch_sizes(dataset) == [4, 2]
+    assert len(drawn) == 6
+
+
+def test_as_arrays_gathers_x_and_y_from_a_batched_dataset(model, x, y):
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(3)
+    features, labels = as_arrays(dataset, model)
+    np.testing.assert_array_equal(features, x)
+    np.testing.assert_array_equal(labels, y)
+
+
+def test_as_arrays_keeps_labels_of_arrays_and_cuts_at_the_limit(model, x, y):
+    features, labels = as_arrays((x, y, y * 0.5), model, limit=4)
+    np.testing.assert_array_equal(features, x[:4])
+    np.testing.assert_array_equal(labels, y[:4])
+
+
+def test_as_arrays_without_labels_returns_none_for_y(model, x):
+    features, labels = as_arrays(lambda: iter(x), model)
+    np.testing.assert_array_equal(features, x)
+    assert labels is None
+
+
+def test_as_arrays_reads_a_flat_multi_input_tuple_as_x_without_labels():
+    first, second = keras.Input((3,)), keras.Input((2,))
+    model = keras.Model([first, second], keras.layers.Concatenate()([first, second]))
+    a, b = np.ones((5, 3), "float32"), np.zeros((5, 2), "float32")
+    features, labels = as_arrays((a, b), model)
+    assert [part.shape for part in features] == [(5, 3), (5, 2)]
+    assert labels is None
+    features, labels = as_arrays(((a, b), np.arange(5)), model)
+    np.testing.assert_array_equal(labels, np.arange(5))
+
+
+def test_as_arrays_of_no_samples_is_a_data_error(model):
+    with pytest.raises(DataError, match="no samples"):
+        as_arrays(tf.data.Dataset.from_tensor_slices(np.zeros((0, 4, 4, 1), "float32")), model)
+
+
+def test_dict_keyed_by_input_names_is_checked_in_the_model_input_order():
+    image, extra = keras.Input((4, 4, 1), name="image"), keras.Input((2,), name="extra")
+    pooled = keras.layers.Flatten()(image)
+    model = keras.Model([image, extra], keras.layers.Concatenate()([pooled, extra]))
+    data = {"image": np.zeros((5, 4, 4, 1), "float32"), "extra": np.zeros((5, 2), "float32")}
+    batch = next(iter(as_batches(data, model)))
+    assert tuple(batch["image"].shape) == (5, 4, 4, 1)
+    with pytest.raises(DataError, match=r"\(5, 3\)"):
+        as_batches({**data, "extra": np.zeros((5, 3), "float32")}, model)
