@@ -28,6 +28,22 @@ Usage:
         [--temperature 4] [--train-images 6000] [--test-images 10000]
     python benchmarks/bench_engine.py all
     (--results PATH, default benchmarks/results/engine.json)
+
+Measured on 2026-12-02, 2 CPU cores shared with other jobs (one seed; the
+per-epoch times vary by up to 2x between epochs on this shared machine):
+
+    python benchmarks/bench_engine.py speed --images 2048 --repeats 3
+
+    model      FLOPs ratio  masked s  slim s  time ratio
+    vgg_small        0.254      3.03    1.29       0.426
+    resnet20         0.251      9.53    5.37       0.564
+
+    python benchmarks/bench_engine.py distillation --train-images 20000 --epochs 3
+
+    74.4% params removed; baseline 0.9269; teacher outputs cached in 7.7 s
+    method            test acc  drop pts  train s
+    fine-tune           0.8979      2.90     31.9
+    distil a=0.5 t=4    0.9038      2.31     28.6
 """
 
 import argparse

@@ -2,7 +2,9 @@ import keras
 import numpy as np
 import pytest
 
+from tf_asap.core.masks import apply_masks, make_prunable
 from tf_asap.errors import ConfigurationError
+from tf_asap.rounds.controller import snapshot_state
 from tf_asap.rounds.distillation import (
     Distillation,
     Distiller,
@@ -10,6 +12,7 @@ from tf_asap.rounds.distillation import (
     distillation_config,
     soft_target_loss,
 )
+from tf_asap.rounds.slim_training import build_slim_trainable, slicing_plan, write_back
 
 layers = keras.layers
 
@@ -180,3 +183,20 @@ def test_a_distiller_without_any_teacher_says_how_to_give_one():
 def test_mismatched_cache_data_is_refused():
     with pytest.raises(ConfigurationError, match="one label per example"):
         TeacherOutputs(classifier()).dataset(np.zeros((4, 5), "float32"), np.zeros(3))
+
+
+def test_a_distiller_trains_the_slim_model_with_its_sliced_optimizer():
+    x, y = data()
+    teacher = classifier(seed=2, units=8)
+    pm = make_prunable(classifier(seed=2, units=8))
+    pm.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    pm.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    apply_masks(pm, {"hidden": np.arange(8) % 2 == 0})
+    plan = slicing_plan(pm)
+    student, optimizer = build_slim_trainable(pm, snapshot_state(pm), plan, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    distiller = Distiller(student, teacher, alpha=0.5, temperature=2.0)
+    distiller.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    distiller.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    assert int(optimizer.iterations.numpy()) == 2 + 2  # continued from the masked model's state
+    write_back(pm, student, plan)
+    np.testing.assert_allclose(pm.predict(x, verbose=0), student.predict(x, verbose=0), atol=1e-5)
