@@ -2,7 +2,14 @@ import keras
 import numpy as np
 import pytest
 
-from tests.architectures import randomize_batchnorm, resnet20
+from tests.architectures import (
+    bn_offset_model,
+    densenet_block,
+    plain_cnn,
+    randomize_batchnorm,
+    resnet20,
+    sequential_cnn,
+)
 from tf_asap.core.graph import channel_groups
 from tf_asap.core.masks import apply_masks, get_masks, make_prunable
 from tf_asap.errors import ConfigurationError
@@ -86,6 +93,30 @@ def test_sgd_steps_on_slim_model_equal_steps_on_masked_model(build):
     np.testing.assert_allclose(pm.predict(x, verbose=0), expected_outputs, atol=2e-5, rtol=1e-4)
     np.testing.assert_allclose(slim_model.predict(x, verbose=0), expected_outputs, atol=2e-5, rtol=1e-4)
     assert int(pm.optimizer.iterations.numpy()) == expected_iterations == 3 + 3
+
+
+@pytest.mark.parametrize(
+    "build",
+    [plain_cnn, densenet_block, bn_offset_model, sequential_cnn],
+    ids=["flatten_dense", "concatenate", "depthwise_prelu_separable", "sequential"],
+)
+def test_a_momentum_step_on_the_slim_model_matches_the_masked_model_on_many_layer_types(build):
+    pm = make_prunable(build())
+    pm.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(16,) + tuple(pm.input_shape[1:])).astype("float32")
+    y = rng.integers(0, pm.output_shape[-1], 16).astype("int32")
+    pm.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    apply_masks(pm, random_masks(pm))
+    plan, state = slicing_plan(pm), snapshot_state(pm)
+    pm.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    expected = pm.predict(x, verbose=0)
+
+    restore_state(pm, state)
+    slim_model, _ = build_slim_trainable(pm, state, plan, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    slim_model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    write_back(pm, slim_model, plan)
+    np.testing.assert_allclose(pm.predict(x, verbose=0), expected, atol=2e-5, rtol=1e-4)
 
 
 def test_batchnorm_statistics_and_adam_slots_are_sliced_at_the_kept_channels():
