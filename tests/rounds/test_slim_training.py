@@ -1,6 +1,9 @@
+import functools
+
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tests.architectures import (
     bn_offset_model,
@@ -14,7 +17,8 @@ from tf_asap.core.graph import channel_groups
 from tf_asap.core.masks import apply_masks, get_masks, make_prunable
 from tf_asap.errors import ConfigurationError
 from tf_asap.rounds.controller import restore_state, snapshot_state
-from tf_asap.rounds.slim_training import build_slim_trainable, slicing_plan, write_back
+from tf_asap.rounds.distillation import Distiller
+from tf_asap.rounds.slim_training import build_slim_trainable, slicing_plan, train_slim, write_back
 
 layers = keras.layers
 
@@ -229,3 +233,44 @@ def test_an_uncompiled_model_without_optimizer_is_refused():
     pm = make_prunable(bn_cnn())
     with pytest.raises(ConfigurationError, match="optimizer="):
         build_slim_trainable(pm)
+
+
+def test_train_slim_trains_and_writes_back_in_one_call():
+    pm = masked_model(bn_cnn, keras.optimizers.SGD(0.05, momentum=0.9))
+    plan, state = slicing_plan(pm), snapshot_state(pm)
+    x, y = data()
+    pm.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    expected = pm.predict(x, verbose=0)
+
+    restore_state(pm, state)
+    history = train_slim(
+        pm, tf.data.Dataset.from_tensor_slices((x, y)).batch(8), state=state,
+        loss="sparse_categorical_crossentropy", epochs=1, shuffle=False, verbose=0,
+    )
+    assert len(history.history["loss"]) == 1
+    np.testing.assert_allclose(pm.predict(x, verbose=0), expected, atol=2e-5, rtol=1e-4)
+    assert int(pm.optimizer.iterations.numpy()) == 6
+    assert slicing_plan(pm).mask_digest == plan.mask_digest  # masks untouched
+
+
+def test_train_slim_with_a_distiller_at_alpha_one_equals_plain_slim_training():
+    pm = masked_model(bn_cnn, keras.optimizers.SGD(0.05, momentum=0.9))
+    state = snapshot_state(pm)
+    x, y = data()
+    train = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    loss = "sparse_categorical_crossentropy"
+    train_slim(pm, train, state=state, loss=loss, epochs=1, shuffle=False, verbose=0)
+    expected = pm.predict(x, verbose=0)
+    restore_state(pm, state)
+    teacher = bn_cnn()
+    train_slim(
+        pm, train, state=state, loss=loss, epochs=1, shuffle=False, verbose=0,
+        trainer=functools.partial(Distiller, teacher=teacher, alpha=1.0),
+    )
+    np.testing.assert_allclose(pm.predict(x, verbose=0), expected, atol=1e-5)
+
+
+def test_a_trainer_that_returns_no_model_is_refused():
+    pm = masked_model(bn_cnn, keras.optimizers.SGD(0.05))
+    with pytest.raises(ConfigurationError, match="functools.partial"):
+        train_slim(pm, data(), trainer=lambda model: "not a model", epochs=1)

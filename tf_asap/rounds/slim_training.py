@@ -15,7 +15,7 @@ positions of the masked model get zero gradient, so only their stale
 momentum could move them, which changes nothing the model computes.
 
 The masks stay the record: the masked model is what run directories save,
-roll back and resume. One round is three calls:
+roll back and resume. One round is one call, `train_slim`, or three:
 
 ```python
 plan = slicing_plan(masked_model)                  # once per set of masks
@@ -24,6 +24,9 @@ slim_model, optimizer = build_slim_trainable(
 slim_model.fit(train, epochs=epochs, initial_epoch=rewind_epoch)
 write_back(masked_model, slim_model, plan, optimizer=True)
 ```
+
+`train_slim(..., trainer=...)` wraps the slim model for training, e.g. in a
+`tf_asap.rounds.distillation.Distiller`.
 
 `build_slim_trainable` starts the slim model from any `ModelState` of the
 masked model (the rewind checkpoint, or the current state): weights,
@@ -424,14 +427,19 @@ def build_slim_trainable(
         targets[key].assign(value)
 
     slim_optimizer = _fresh_optimizer(optimizer)
-    if loss is None:
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=outputs_logits(masked_model))
+    loss = _default_loss(masked_model, loss)
     slim_model.compile(optimizer=slim_optimizer, loss=loss, metrics=list(metrics or []))
     slim_optimizer.build(slim_model.trainable_variables)
     if state.optimizer is not None:
         sliced = _sliced_optimizer_values(state.optimizer, masked_model, optimizer, plan)
         _assign_optimizer(slim_optimizer, slim_model, plan, sliced)
     return slim_model, slim_optimizer
+
+
+def _default_loss(masked_model, loss):
+    if loss is not None:
+        return loss
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=outputs_logits(masked_model))
 
 
 def _optimizer_keys(optimizer, model, plan):
@@ -516,3 +524,68 @@ def write_back(masked_model, slim_model, plan, optimizer=False):
                 "model with the same kind of optimizer as the slim model."
             )
         variable.assign(entry.put(variable.numpy(), source.numpy()))
+
+
+def train_slim(
+    masked_model,
+    data,
+    state=None,
+    optimizer=None,
+    loss=None,
+    metrics=("accuracy",),
+    trainer=None,
+    **fit_kwargs,
+):
+    """Retrains a masked model by training its slimmed copy, then writes the result back.
+
+    `build_slim_trainable`, `fit` and `write_back` in one call: the slim
+    model starts from `state`, trains on `data`, and its weights (and
+    optimizer state, when the masked model is compiled) go back into
+    `masked_model` at the kept positions.
+
+    Args:
+        masked_model: A model from `tf_asap.make_prunable` with its masks set.
+        data: Training data, as `keras.Model.fit` takes it (`x`).
+        state: The `ModelState` to start from. Defaults to `None`: the
+            current weights and a fresh optimizer.
+        optimizer: As in `build_slim_trainable`. Defaults to `None`:
+            `masked_model.optimizer`.
+        loss: As in `build_slim_trainable`. Defaults to `None`.
+        metrics: As in `build_slim_trainable`. Defaults to `("accuracy",)`.
+        trainer: Optional `trainer(slim_model) -> keras.Model` that wraps the
+            slim model for training (for example
+            `functools.partial(Distiller, teacher=teacher)`); the wrapper is
+            compiled with the slim model's optimizer, loss and metrics.
+            Defaults to `None`: the slim model trains itself.
+        **fit_kwargs: Passed to `fit` (`epochs`, `initial_epoch`,
+            `callbacks`, `verbose`...).
+
+    Returns:
+        The `History` of `fit`.
+
+    Example:
+
+    >>> history = train_slim(pm, train, state=rewind_state, epochs=4,
+    ...                      initial_epoch=2)
+    """
+    plan = slicing_plan(masked_model)
+    loss = _default_loss(masked_model, loss)
+    slim_model, slim_optimizer = build_slim_trainable(
+        masked_model, state, plan, optimizer=optimizer, loss=loss, metrics=metrics
+    )
+    model = slim_model
+    if trainer is not None:
+        model = trainer(slim_model)
+        if not isinstance(model, keras.Model):
+            raise ConfigurationError(
+                f"trainer must return a keras.Model wrapping the slim model; it "
+                f"returned {type(model).__name__}. For distillation pass "
+                "functools.partial(Distiller, teacher=teacher)."
+            )
+        model.compile(optimizer=slim_optimizer, loss=loss, metrics=list(metrics or []))
+    history = model.fit(data, **fit_kwargs)
+    write_back(
+        masked_model, slim_model, plan,
+        optimizer=getattr(masked_model, "optimizer", None) is not None,
+    )
+    return history
