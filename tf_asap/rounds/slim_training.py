@@ -310,23 +310,35 @@ def _check_state_fits(kind, expected, saved):
         )
 
 
+def _masked_slot_keys(optimizer_variables, masked_model, plan):
+    """For each optimizer variable of the masked model: `(key, VariableSlice or None)`.
+
+    The key, `((layer, position) or None, slot suffix or name)`, names the
+    matching variable of the slim model's optimizer (see `_optimizer_keys`).
+    """
+    weight_index = {id(v): i for i, v in enumerate(masked_model.weights)}
+    trainable = masked_model.trainable_variables
+    found = []
+    for reference, suffix in _slot_references(optimizer_variables, trainable):
+        if reference is None:
+            found.append(((None, suffix), None))
+            continue
+        entry = plan.slices[weight_index[id(trainable[reference])]]
+        found.append((((entry.layer, entry.position), suffix), entry))
+    return found
+
+
 def _sliced_optimizer_values(state_optimizer, masked_model, optimizer, plan):
-    """{(model-variable index or None, slot suffix or name): sliced array}."""
+    """{key: sliced array} of a saved optimizer state (keys as `_masked_slot_keys`)."""
     probe = _fresh_optimizer(optimizer)
     probe.build(masked_model.trainable_variables)
     _check_state_fits("optimizer variables", [v.shape for v in probe.variables], state_optimizer)
-    weight_index = {id(v): i for i, v in enumerate(masked_model.weights)}
-    trainable = masked_model.trainable_variables
-    values = {}
-    for (reference, suffix), (_, value) in zip(
-        _slot_references(probe.variables, trainable), state_optimizer
-    ):
-        if reference is None:
-            values[(None, suffix)] = np.asarray(value)
-            continue
-        entry = plan.slices[weight_index[id(trainable[reference])]]
-        values[((entry.layer, entry.position), suffix)] = entry.take(value)
-    return values
+    return {
+        key: np.asarray(value) if entry is None else entry.take(value)
+        for (key, entry), (_, value) in zip(
+            _masked_slot_keys(probe.variables, masked_model, plan), state_optimizer
+        )
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -505,26 +517,19 @@ def write_back(masked_model, slim_model, plan, optimizer=False):
     slim_values = dict(
         zip(_optimizer_keys(slim_model.optimizer, slim_model, plan), slim_model.optimizer.variables)
     )
-    weight_index = {id(v): i for i, v in enumerate(masked_model.weights)}
-    trainable = masked_model.trainable_variables
-    for variable, (reference, suffix) in zip(
-        target.variables, _slot_references(target.variables, trainable)
+    for variable, (key, entry) in zip(
+        target.variables, _masked_slot_keys(target.variables, masked_model, plan)
     ):
-        if reference is None:
-            source = slim_values.get((None, suffix))
-            if source is not None:
-                variable.assign(source.numpy())
-            continue
-        entry = plan.slices[weight_index[id(trainable[reference])]]
-        source = slim_values.get(((entry.layer, entry.position), suffix))
-        if source is None:
+        source = slim_values.get(key)
+        if source is None and entry is not None:
             raise ConfigurationError(
                 f"Optimizer variable '{variable.path}' of the masked model has no "
                 "counterpart in the slim model's optimizer. Compile the masked "
                 "model with the same kind of optimizer as the slim model."
             )
-        variable.assign(entry.put(variable.numpy(), source.numpy()))
-
+        if source is not None:
+            value = source.numpy()
+            variable.assign(value if entry is None else entry.put(variable.numpy(), value))
 
 def train_slim(
     masked_model,
