@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tf_asap.pruning import policies
+from tf_asap.pruning.policies import accuracy, base, results, targets
 from tf_asap.errors import ConfigurationError
 from tf_asap.pruning.policies import (
     AccuracyGuaranteed,
@@ -519,8 +520,12 @@ def test_failed_round_that_pruned_nothing_raises_t_without_halving_the_step():
     assert policy.step == pytest.approx(0.05)
 
 
-def test_docstring_examples_run():
-    assert doctest.testmod(policies).failed == 0
+@pytest.mark.parametrize(
+    "module", [policies, results, base, accuracy, targets], ids=lambda m: m.__name__.rsplit(".", 1)[-1]
+)
+def test_docstring_examples_run(module):
+    outcome = doctest.testmod(module, extraglobs=vars(policies))
+    assert outcome.failed == 0 and (module is policies or outcome.attempted > 0)
 
 
 def test_only_target_policies_limit_a_rounds_reduction():
