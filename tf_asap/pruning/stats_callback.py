@@ -106,7 +106,7 @@ def _check_epochs(epochs):
     if epochs is None:
         return None
     if isinstance(epochs, (list, tuple, set, frozenset, range)):
-        return frozenset(check_int("epochs[...]", e, minimum=0, fix=fix) for e in epochs)
+        return frozenset(check_int(f"epochs[{i}]", e, minimum=0, fix=fix) for i, e in enumerate(epochs))
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)):
         raise ConfigurationError(
             f"`epochs` must be None, an integer >= 1 or a list of integers; received {epochs!r}. {fix}"

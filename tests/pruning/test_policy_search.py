@@ -1,0 +1,105 @@
+"""The two threshold searches on scripted sequences and on a simulated model; no Keras."""
+
+import json
+
+import pytest
+
+from tests.pruning.scripted import BASELINE, SimulatedModel, drive, run_simulation, thresholds
+from tf_asap.pruning.policies import AccuracyGuaranteed, ParamsTarget, Policy
+
+OK, BAD = 0.93, 0.80
+
+
+def bisect(**options):
+    return AccuracyGuaranteed(schedule="bisect", **{"step": 0.1, **options})
+
+
+def test_bisect_doubles_the_step_while_rounds_pass():
+    script = [(OK, 900, 1), (OK, 800, 1), (OK, 700, 1), (OK, 600, 1)]
+    decisions = drive(bisect(initial_threshold=0.5), BASELINE, script)
+    assert thresholds(decisions) == pytest.approx([0.5, 0.6, 0.8, 1.2, 2.0])
+    assert decisions[2].reason == "accuracy drop 0.00% <= 1.00%: raise T to 0.8 (step 0.2)"
+
+
+def test_bisect_retries_halfway_between_last_pass_and_first_failure():
+    # T: 0, 0.1, 0.3 pass; 0.7 fails -> 0.5 passes -> 0.6 fails -> 0.55 ...
+    script = [(OK, 900, 1), (OK, 800, 1), (OK, 700, 1), (BAD, 300, 1), (OK, 600, 1), (BAD, 400, 1)]
+    decisions = drive(bisect(), BASELINE, script)
+    assert [(d.action, d.rollback_to) for d in decisions[4:7]] == [("rollback", 3), ("prune", None),
+                                                                   ("rollback", 5)]
+    assert thresholds(decisions[4:7]) == pytest.approx([0.5, 0.6, 0.55])
+    assert decisions[4].reason == (
+        "accuracy drop 13.00% > 1.00%: roll back to round 3, T=0.5, halfway between 0.3 and the failing T=0.7"
+    )
+    assert decisions[5].reason == "accuracy drop 0.00% <= 1.00%: T=0.6, halfway to the failing T=0.7"
+
+
+def test_bisect_stops_when_the_bracket_is_narrower_than_the_tolerance():
+    script = [(OK, 900, 1), (BAD, 300, 1), (BAD, 400, 1), (OK, 800, 1), (OK, 790, 1)]
+    policy = bisect(threshold_tolerance=0.03, initial_threshold=0.2)
+    decisions = drive(policy, BASELINE, script)
+    # Round 1 (T=0.2) passes; 0.3 fails -> 0.25 fails -> 0.225 passes; the
+    # bracket [0.225, 0.25] is within 0.03: stop.
+    assert thresholds(decisions[:4]) == pytest.approx([0.2, 0.3, 0.25, 0.225])
+    assert decisions[4].action == "stop" and decisions[4].best_round == 4
+    assert "the bracket T in [0.225, 0.25] is within threshold_tolerance=0.03: converged" in decisions[4].reason
+    assert len(decisions) == 5
+
+
+def test_bisect_stops_when_a_round_inside_the_bracket_changes_nothing():
+    script = [(OK, 900, 1), (BAD, 300, 1), (OK, 800, 1), (OK, 800, 1)]
+    decisions = drive(bisect(initial_threshold=0.2), BASELINE, script)
+    assert decisions[-1].action == "stop" and decisions[-1].best_round == 3
+    assert "params changed by at most 0.10% inside the bracket: converged" in decisions[-1].reason
+
+
+def test_bisect_from_a_failing_first_round_retries_below_the_initial_threshold():
+    decisions = drive(bisect(initial_threshold=1.0), BASELINE, [(BAD, 300, 1), (OK, 700, 1)])
+    assert (decisions[1].rollback_to, decisions[1].threshold) == (0, pytest.approx(0.5))
+    assert decisions[2].threshold == pytest.approx(0.75)
+
+
+def test_bisect_stops_after_max_rollbacks_failures_from_one_round():
+    script = [(OK, 900, 1), (BAD, 300, 1), (BAD, 400, 1), (BAD, 500, 1)]
+    policy = bisect(initial_threshold=1.0, max_rollbacks=2)
+    decisions = drive(policy, BASELINE, script)
+    assert [d.action for d in decisions] == ["prune", "prune", "rollback", "rollback", "stop"]
+    assert decisions[-1].best_round == 1
+    assert "round 1 was already retried 2 times" in decisions[-1].reason
+    assert policy.exhausted_rounds == [1]
+
+
+def test_bisect_treats_a_failure_that_pruned_nothing_as_noise():
+    script = [(OK, 900, 1), (BAD, 300, 1), (BAD, 900, 1)]
+    decisions = drive(bisect(initial_threshold=0.2), BASELINE, script)
+    # Round 3 at T=0.25 pruned nothing and failed: keep round 1, move up to 0.275.
+    assert (decisions[3].action, decisions[3].rollback_to) == ("rollback", 1)
+    assert decisions[3].threshold == pytest.approx(0.275)
+    assert "retraining noise" in decisions[3].reason
+
+
+def test_bisect_state_round_trip_keeps_the_bracket():
+    policy = bisect()
+    drive(policy, BASELINE, [(OK, 900, 1), (OK, 800, 1), (OK, 700, 1), (BAD, 300, 1)])
+    restored = Policy.from_state(json.loads(json.dumps(policy.state_dict())))
+    assert restored.state_dict() == policy.state_dict()
+    assert restored.state_dict()["lineage"][-1]["ceiling"] == pytest.approx(0.7)
+
+
+def test_bisect_target_policy_bisects_an_overshoot_into_the_window():
+    reductions = [0.1, 0.3, 0.9, 0.5, 0.71]
+    script = [(0.9, round(1000 * (1 - x)), 1) for x in reductions]
+    decisions = drive(ParamsTarget(reduction=0.7, schedule="bisect", step=0.2), BASELINE, script)
+    # T: 0, 0.2, 0.6 (overshoot) -> 0.4 -> 0.5 meets the target.
+    assert thresholds(decisions[:5]) == pytest.approx([0.0, 0.2, 0.6, 0.4, 0.5])
+    assert decisions[-1].action == "stop" and decisions[-1].best_round == 5
+
+
+@pytest.mark.parametrize("knee", [0.6, 0.45, 0.35, 0.25])
+def test_bisect_converges_in_far_fewer_rounds_than_the_paper_to_a_similar_size(knee):
+    paper_rounds, paper_kept = run_simulation(AccuracyGuaranteed(), SimulatedModel(knee=knee))
+    bisect_rounds, bisect_kept = run_simulation(AccuracyGuaranteed(schedule="bisect"), SimulatedModel(knee=knee))
+    assert bisect_rounds <= paper_rounds / 2
+    # Both end at the accuracy knee: within 2 points of the baseline's size.
+    assert bisect_kept - paper_kept <= 0.02
+    assert bisect_kept >= knee - 0.02 - 1e-9 and paper_kept >= knee - 0.02 - 1e-9
