@@ -37,7 +37,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_asap.checks import check_choice, check_number
+from tf_asap.checks import check_bool, check_choice, check_number
 from tf_asap.errors import DataError, UnsupportedModelError
 from tf_asap.core.graph import channel_groups
 from tf_asap.inputs import as_batches
@@ -202,6 +202,7 @@ class StatsCollector:
             DataError: If `data` cannot be read or holds no samples.
         """
         check_attention_options(power, mapping)
+        apoz = check_bool("apoz", apoz)
         if self._aux is None:
             return ActivationStatistics({}, {} if apoz else None, 0, power, mapping)
         batches = as_batches(data, self.model, batch_size=batch_size, limit=max_samples)
