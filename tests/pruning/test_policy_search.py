@@ -103,3 +103,9 @@ def test_bisect_converges_in_far_fewer_rounds_than_the_paper_to_a_similar_size(k
     # Both end at the accuracy knee: within 2 points of the baseline's size.
     assert bisect_kept - paper_kept <= 0.02
     assert bisect_kept >= knee - 0.02 - 1e-9 and paper_kept >= knee - 0.02 - 1e-9
+
+
+def test_bisect_with_no_rollbacks_stops_at_the_first_failure():
+    decisions = drive(bisect(max_rollbacks=0), BASELINE, [(OK, 900, 1), (BAD, 300, 1)])
+    assert decisions[-1].action == "stop" and decisions[-1].best_round == 1
+    assert "max_rollbacks=0 allows no retry" in decisions[-1].reason

@@ -6,8 +6,8 @@ import math
 
 from tf_asap.checks import check_choice, check_number
 from tf_asap.errors import ConfigurationError
-from tf_asap.pruning.policies.base import Policy, is_fraction_metric
-from tf_asap.pruning.policies.results import ROUNDING_SLACK, RoundResult, percent
+from tf_asap.pruning.policies.base import Policy
+from tf_asap.pruning.policies.results import ROUNDING_SLACK, RoundResult, is_fraction_metric, percent
 
 __all__ = ["AccuracyGuaranteed"]
 

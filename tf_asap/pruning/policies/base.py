@@ -19,10 +19,12 @@ from tf_asap.checks import check_choice, check_fraction, check_int, check_number
 from tf_asap.errors import ConfigurationError
 from tf_asap.pruning.policies.bisection import BisectSearch
 from tf_asap.pruning.policies.results import (
+    MODES,
     ROUNDING_SLACK,
     THRESHOLD_RTOL,
     Decision,
     RoundResult,
+    is_fraction_metric,
     percent,
     prune,
     relative_change,
@@ -32,18 +34,9 @@ from tf_asap.pruning.policies.recovery import RecoveryTracker
 from tf_asap.pruning.policies.search import PaperSearch
 from tf_asap.pruning.policies.state import STATE_FORMAT, register_kind, restore
 
-__all__ = ["Policy", "SCHEDULES", "MODES"]
+__all__ = ["Policy", "SCHEDULES"]
 
 SCHEDULES = {"paper": PaperSearch, "bisect": BisectSearch}
-MODES = ("max", "min")
-# Metrics whose values are fractions, printed in percent (`accuracy`,
-# `sparse_categorical_accuracy`, `auc`, `mean_io_u`...).
-_FRACTION_WORDS = ("accuracy", "auc", "io_u", "iou", "precision", "recall")
-
-
-def is_fraction_metric(metric):
-    """Whether `metric`'s values are fractions in `[0, 1]` (shown in percent)."""
-    return any(word in metric.lower() for word in _FRACTION_WORDS)
 
 
 class Policy:
@@ -140,8 +133,8 @@ class Policy:
             max_rollbacks=self.max_rollbacks, step_growth=self.step_growth,
         )
         if self.schedule == "bisect":
-            return BisectSearch(threshold_tolerance=self.threshold_tolerance, **options)
-        return PaperSearch(**options)
+            options["threshold_tolerance"] = self.threshold_tolerance
+        return SCHEDULES[self.schedule](**options)
 
     # ----------------------------------------------------------- subclass API
     def acceptable(self, result: RoundResult) -> bool:

@@ -108,9 +108,10 @@ class BisectSearch(PaperSearch):
         k = self.parent
         k.failed_rounds.append(round_number)
         k.ceiling = threshold if k.ceiling is None else min(k.ceiling, threshold)
+        if self.max_rollbacks == 0:
+            return stop(f"{verdict}; max_rollbacks=0 allows no retry")
         if k.rollbacks >= self.max_rollbacks:
-            if self.max_rollbacks > 0:
-                self.exhausted.append(k.round)
+            self.exhausted.append(k.round)
             return stop(f"{verdict}; round {k.round} was already retried {times(self.max_rollbacks)}")
         if self._narrow(k.threshold, k.ceiling):
             return self._bracket_closed(verdict, k.threshold, k.ceiling)

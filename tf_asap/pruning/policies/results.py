@@ -22,6 +22,16 @@ ROUNDING_SLACK = 1e-9
 # The controller may carry T through float32 (a Keras variable, a log); a
 # reported T this close to the requested one is the same T.
 THRESHOLD_RTOL = 1e-6
+# The directions of a metric: larger is better, or smaller is.
+MODES = ("max", "min")
+# Metrics whose values are fractions, printed in percent (`accuracy`,
+# `sparse_categorical_accuracy`, `auc`, `mean_io_u`...).
+_FRACTION_WORDS = ("accuracy", "auc", "io_u", "iou", "precision", "recall")
+
+
+def is_fraction_metric(metric):
+    """Whether `metric`'s values are fractions in `[0, 1]` (shown in percent)."""
+    return any(word in metric.lower() for word in _FRACTION_WORDS)
 
 
 def percent(fraction):
