@@ -109,3 +109,18 @@ def test_bisect_with_no_rollbacks_stops_at_the_first_failure():
     decisions = drive(bisect(max_rollbacks=0), BASELINE, [(OK, 900, 1), (BAD, 300, 1)])
     assert decisions[-1].action == "stop" and decisions[-1].best_round == 1
     assert "max_rollbacks=0 allows no retry" in decisions[-1].reason
+
+
+def test_bisect_walks_down_a_threshold_cliff_without_spending_retries():
+    # Measured on vgg_small: rounds 1-3 prune nothing, T=0.7 fails, and every
+    # T in (0.3, 0.5] prunes the same capped half of the largest group and
+    # fails by 0.1 point. Repeats of that failure (no retraining) must not
+    # exhaust round 3: the search keeps lowering the ceiling until a T just
+    # above 0.3 prunes less and passes.
+    same, cliff = (OK, 1000, 1), (0.919, 742, 1)
+    script = [same, same, same, (0.91, 488, 1), cliff, cliff, cliff, (0.925, 900, 1)]
+    policy = bisect(max_rollbacks=2)
+    decisions = drive(policy, BASELINE, script)
+    assert thresholds(decisions[4:9]) == pytest.approx([0.5, 0.4, 0.35, 0.325, 0.3375])
+    assert [d.action for d in decisions[4:9]] == ["rollback"] * 4 + ["prune"]
+    assert policy.exhausted_rounds == [] and policy.history[-1].params == 900

@@ -72,7 +72,8 @@ class Policy:
             between a round and the round it was pruned from that counts as
             unchanged, in `[0, 1)`.
         max_rollbacks: Rollbacks to one round before it is exhausted, `>= 0`;
-            `0` stops at the first unacceptable round.
+            `0` stops at the first unacceptable round. The paper's search
+            then goes further back; the bisecting one stops.
         max_rounds: The last pruning round the policy asks for, `>= 1`.
         step_growth: With the paper's schedule, λ is multiplied by this after
             an acceptable round that changed the size, up to `step`. `1` is

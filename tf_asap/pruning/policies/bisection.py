@@ -23,7 +23,10 @@ the rounds differently:
    `min_relative_change` (the paper's 0.1% rule, without waiting for
    `patience` rounds: the bracket no longer pays), after `max_rollbacks`
    failures from the same round, or by the paper's convergence rule while
-   still growing.
+   still growing. A failure that pruned the same model to the same size as
+   an earlier failure from it (a threshold cliff, reported by the controller
+   without retraining) lowers the ceiling but does not count against
+   `max_rollbacks`: it cost no epochs, and the cliff's edge is below it.
 
 A failed round that pruned nothing is retraining noise, as in the paper's
 search: its parent is kept and `T` moves on (by λ, or to the midpoint).
@@ -106,16 +109,22 @@ class BisectSearch(PaperSearch):
 
     def rejected(self, round_number, threshold, verdict, model_of):
         k = self.parent
+        # A failure that pruned k's model to the size of an earlier failure
+        # from k repeats it (a threshold cliff: under the per-round cap a
+        # smaller T often picks the same filters). The controller reports it
+        # without retraining, so it lowers the ceiling without using up a
+        # retry; the bracket tolerance still bounds such rounds.
+        repeat = any(model_of(earlier) == model_of(round_number) for earlier in k.failed_rounds)
         k.failed_rounds.append(round_number)
         k.ceiling = threshold if k.ceiling is None else min(k.ceiling, threshold)
         if self.max_rollbacks == 0:
             return stop(f"{verdict}; max_rollbacks=0 allows no retry")
-        if k.rollbacks >= self.max_rollbacks:
+        if k.rollbacks >= self.max_rollbacks and not repeat:
             self.exhausted.append(k.round)
             return stop(f"{verdict}; round {k.round} was already retried {times(self.max_rollbacks)}")
         if self._narrow(k.threshold, k.ceiling):
             return self._bracket_closed(verdict, k.threshold, k.ceiling)
-        k.rollbacks += 1
+        k.rollbacks += 0 if repeat else 1
         retry = (k.threshold + k.ceiling) / 2.0
         return rollback(
             k.round,
