@@ -34,23 +34,31 @@ def test_bisect_retries_halfway_between_last_pass_and_first_failure():
     assert decisions[5].reason == "accuracy drop 0.00% <= 1.00%: T=0.6, halfway to the failing T=0.7"
 
 
-def test_bisect_stops_when_the_bracket_is_narrower_than_the_tolerance():
-    script = [(OK, 900, 1), (BAD, 300, 1), (BAD, 400, 1), (OK, 800, 1), (OK, 790, 1)]
+def test_bisect_stops_when_a_models_own_bracket_is_narrower_than_the_tolerance():
+    script = [(OK, 900, 1), (BAD, 300, 1), (BAD, 400, 1), (OK, 800, 1), (BAD, 700, 1), (OK, 1, 1)]
     policy = bisect(threshold_tolerance=0.03, initial_threshold=0.2)
     decisions = drive(policy, BASELINE, script)
-    # Round 1 (T=0.2) passes; 0.3 fails -> 0.25 fails -> 0.225 passes; the
-    # bracket [0.225, 0.25] is within 0.03: stop.
-    assert thresholds(decisions[:4]) == pytest.approx([0.2, 0.3, 0.25, 0.225])
-    assert decisions[4].action == "stop" and decisions[4].best_round == 4
-    assert "the bracket T in [0.225, 0.25] is within threshold_tolerance=0.03: converged" in decisions[4].reason
-    assert len(decisions) == 5
+    # Round 1 (T=0.2) passes; 0.3 fails -> 0.25 fails -> 0.225 passes. Its
+    # inherited bracket [0.225, 0.25] is within 0.03, but was measured on
+    # round 1's model: round 5 retries 0.25 on round 4's. It fails: round 4's
+    # own bracket is closed, so the run stops.
+    assert thresholds(decisions[:6]) == pytest.approx([0.2, 0.3, 0.25, 0.225, 0.25, None])
+    assert decisions[4].reason.endswith("T=0.25: retry the failing T of an earlier model on this one")
+    assert decisions[5].action == "stop" and decisions[5].best_round == 4
+    assert "the bracket T in [0.225, 0.25] is within threshold_tolerance=0.03: converged" in decisions[5].reason
 
 
-def test_bisect_stops_when_a_round_inside_the_bracket_changes_nothing():
-    script = [(OK, 900, 1), (BAD, 300, 1), (OK, 800, 1), (OK, 800, 1)]
-    decisions = drive(bisect(initial_threshold=0.2), BASELINE, script)
-    assert decisions[-1].action == "stop" and decisions[-1].best_round == 3
-    assert "params changed by at most 0.10% inside the bracket: converged" in decisions[-1].reason
+def test_bisect_grows_again_when_a_retrained_model_passes_the_old_ceiling():
+    # As measured on vgg_small: T=0.4 failed from one model and passed from a
+    # later one, whose scores had moved during retraining.
+    script = [(OK, 900, 1), (BAD, 300, 1), (BAD, 400, 1), (OK, 800, 1), (OK, 700, 1), (OK, 600, 1)]
+    policy = bisect(threshold_tolerance=0.03, initial_threshold=0.2)
+    decisions = drive(policy, BASELINE, script)
+    # 0.25 passes on round 4's model: the ceiling is dropped, and T grows by
+    # the last half-width (0.025), doubling after each pass.
+    assert thresholds(decisions[4:7]) == pytest.approx([0.25, 0.275, 0.325])
+    assert all(d.action == "prune" for d in decisions[4:7])
+    assert policy.state_dict()["lineage"][-1]["ceiling"] is None
 
 
 def test_bisect_from_a_failing_first_round_retries_below_the_initial_threshold():
@@ -124,3 +132,22 @@ def test_bisect_walks_down_a_threshold_cliff_without_spending_retries():
     assert thresholds(decisions[4:9]) == pytest.approx([0.5, 0.4, 0.35, 0.325, 0.3375])
     assert [d.action for d in decisions[4:9]] == ["rollback"] * 4 + ["prune"]
     assert policy.exhausted_rounds == [] and policy.history[-1].params == 900
+
+
+def test_bisect_retest_that_prunes_nothing_and_fails_ends_the_run_instead_of_looping():
+    script = [(OK, 900, 1), (BAD, 300, 1), (BAD, 400, 1), (OK, 800, 1), (BAD, 800, 1)] + [(BAD, 800, 1)] * 5
+    policy = bisect(threshold_tolerance=0.03, initial_threshold=0.2)
+    decisions = drive(policy, BASELINE, script)
+    # Round 5 retries the old ceiling 0.25 on round 4's model, prunes nothing
+    # and fails: no T is left between 0.25 and the ceiling, so the run stops.
+    assert len(decisions) == 6 and decisions[-1].action == "stop" and decisions[-1].best_round == 4
+    assert "nothing was pruned and the bracket T in [0.25, 0.25]" in decisions[-1].reason
+
+
+@pytest.mark.parametrize("knee", [0.7, 0.6, 0.45, 0.35, 0.25, 0.15])
+@pytest.mark.parametrize("initial_threshold", [0.0, 0.5, 2.0])
+def test_bisect_never_runs_to_max_rounds_on_a_simulated_model(knee, initial_threshold):
+    policy = AccuracyGuaranteed(schedule="bisect", initial_threshold=initial_threshold)
+    rounds, kept = run_simulation(policy, SimulatedModel(knee=knee))
+    assert rounds <= 16 and "max_rounds" not in policy.last_decision.reason
+    assert kept <= max(knee, 0.2) + 0.06  # within 6 points of the smallest acceptable size

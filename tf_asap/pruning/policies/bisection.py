@@ -10,23 +10,27 @@ the rounds differently:
    round and λ doubles each time, so the first failure comes after a
    logarithmic number of rounds even from a poor start.
 2. **Bracket.** A failure at `T_fail` from round `k` marks `T_fail` as the
-   *ceiling*: the smallest `T` known to fail from `k`'s model. The search
-   rolls back to `k` and retries halfway between `k`'s own `T` (the floor;
-   `0` for the baseline) and the ceiling.
+   *ceiling* of `k`: the smallest `T` known to fail from `k`'s model. The
+   search rolls back to `k` and retries halfway between `k`'s own `T` (the
+   floor; `0` for the baseline) and the ceiling; λ becomes that half-width.
 3. **Bisect.** A passing retry becomes the new floor (and the model the
-   next round prunes), a failing one the new ceiling; the next `T` is the
-   midpoint. Later rounds prune on top of a smaller model, for which the
-   inherited ceiling still prunes at least as much, so it stays a failing
-   bound.
-4. **Stop** when the bracket is narrower than `threshold_tolerance`, when a
-   round inside the bracket changed the size by at most
-   `min_relative_change` (the paper's 0.1% rule, without waiting for
-   `patience` rounds: the bracket no longer pays), after `max_rollbacks`
-   failures from the same round, or by the paper's convergence rule while
-   still growing. A failure that pruned the same model to the same size as
-   an earlier failure from it (a threshold cliff, reported by the controller
-   without retraining) lowers the ceiling but does not count against
-   `max_rollbacks`: it cost no epochs, and the cliff's edge is below it.
+   next round prunes); the next `T` is the midpoint to the ceiling it
+   inherits. A failing one lowers the ceiling.
+4. **Re-test a stale ceiling.** An inherited ceiling was measured on an
+   earlier model; after retraining, scores shift and the same `T` often
+   prunes less (measured on `vgg_small`: `T = 0.4` failed from one round
+   and passed six rounds later). So when the bracket of a model that has
+   not failed yet is narrower than `threshold_tolerance`, the next round
+   tries the ceiling itself. If it passes, the ceiling is dropped and `T`
+   grows again from there (λ doubling from the last half-width).
+5. **Stop** when a model's own bracket (the floor and a failure measured
+   from that model) is narrower than `threshold_tolerance`, after
+   `max_rollbacks` failures from the same round, or by the paper's
+   convergence rule (`patience` rounds of unchanged size). A failure that
+   pruned the same model to the same size as an earlier failure from it (a
+   threshold cliff, reported by the controller without retraining) lowers
+   the ceiling but does not count against `max_rollbacks`: it cost no
+   epochs, and the cliff's edge is below it.
 
 A failed round that pruned nothing is retraining noise, as in the paper's
 search: its parent is kept and `T` moves on (by λ, or to the midpoint).
@@ -34,7 +38,7 @@ search: its parent is kept and `T` moves on (by λ, or to the midpoint).
 
 from __future__ import annotations
 
-from tf_asap.pruning.policies.results import ROUNDING_SLACK, percent, prune, rollback, stop, times
+from tf_asap.pruning.policies.results import ROUNDING_SLACK, prune, rollback, stop, times
 from tf_asap.pruning.policies.search import LineageEntry, PaperSearch
 
 __all__ = ["BisectSearch"]
@@ -65,46 +69,53 @@ class BisectSearch(PaperSearch):
     def _narrow(self, floor, ceiling):
         return ceiling - floor <= self.threshold_tolerance + ROUNDING_SLACK
 
-    def _bracket_closed(self, verdict, floor, ceiling):
-        return stop(
-            f"{verdict}; the bracket T in [{floor:.6g}, {ceiling:.6g}] is within "
-            f"threshold_tolerance={self.threshold_tolerance:.6g}: converged"
-        )
+    def _next(self, entry, threshold):
+        """`(next T, phrase, grows)` from `entry`'s model after a round at `threshold`.
+
+        `None` in place of `T` when `entry`'s own bracket is closed: the run
+        has converged and the phrase says why.
+        """
+        ceiling = entry.ceiling
+        if ceiling is None:
+            following = threshold + self.step
+            return following, f"raise T to {following:.6g} (step {self.step:.6g})", True
+        if not self._narrow(threshold, ceiling):
+            following = (threshold + ceiling) / 2.0
+            return following, f"T={following:.6g}, halfway to the failing T={ceiling:.6g}", False
+        if entry.failed_rounds:
+            return None, (
+                f"the bracket T in [{threshold:.6g}, {ceiling:.6g}] is within "
+                f"threshold_tolerance={self.threshold_tolerance:.6g}: converged"
+            ), False
+        return ceiling, f"T={ceiling:.6g}: retry the failing T of an earlier model on this one", False
 
     def accepted(self, round_number, threshold, moved, verdict):
         ceiling = self.parent.ceiling
         entry = self._extend(round_number, threshold, moved)
-        if ceiling is None:
-            if entry.streak >= self.patience:
-                return self._converged(entry.streak)
-            next_threshold = threshold + self.step
-            decision = prune(next_threshold, f"{verdict}: raise T to {next_threshold:.6g} (step {self.step:.6g})")
+        if ceiling is not None and threshold >= ceiling - ROUNDING_SLACK:
+            entry.ceiling = None  # the ceiling passed on this model: it was stale
+        if entry.streak >= self.patience:
+            return self._converged(entry.streak)
+        following, phrase, grows = self._next(entry, threshold)
+        if following is None:
+            return stop(f"{verdict}; {phrase}")
+        if grows:
             self.step *= 2.0
-            return decision
-        if not moved:
-            return stop(
-                f"{verdict}; {self.objective} changed by at most "
-                f"{percent(self.min_relative_change)} inside the bracket: converged"
-            )
-        if self._narrow(threshold, ceiling):
-            return self._bracket_closed(verdict, threshold, ceiling)
-        next_threshold = (threshold + ceiling) / 2.0
-        return prune(
-            next_threshold, f"{verdict}: T={next_threshold:.6g}, halfway to the failing T={ceiling:.6g}"
-        )
+        return prune(following, f"{verdict}: {phrase}")
 
     def noise(self, threshold, verdict):
-        ceiling = self.parent.ceiling
-        if ceiling is None:
-            return super().noise(threshold, verdict)
-        if self._narrow(threshold, ceiling):
-            return self._bracket_closed(verdict, threshold, ceiling)
-        next_threshold = (threshold + ceiling) / 2.0
+        parent = self.parent
+        if parent.ceiling is not None and self._narrow(threshold, parent.ceiling):
+            # Nothing left to try between this T, which pruned nothing, and the ceiling.
+            return stop(
+                f"{verdict}, but nothing was pruned and the bracket T in [{threshold:.6g}, "
+                f"{parent.ceiling:.6g}] is within threshold_tolerance={self.threshold_tolerance:.6g}: converged"
+            )
+        following, phrase, _ = self._next(parent, threshold)
         return rollback(
-            self.parent.round,
-            next_threshold,
-            f"{verdict}, but nothing was pruned (retraining noise): keep round "
-            f"{self.parent.round}, T={next_threshold:.6g}, halfway to the failing T={ceiling:.6g}",
+            parent.round,
+            following,
+            f"{verdict}, but nothing was pruned (retraining noise): keep round {parent.round}, {phrase}",
         )
 
     def rejected(self, round_number, threshold, verdict, model_of):
@@ -122,13 +133,14 @@ class BisectSearch(PaperSearch):
         if k.rollbacks >= self.max_rollbacks and not repeat:
             self.exhausted.append(k.round)
             return stop(f"{verdict}; round {k.round} was already retried {times(self.max_rollbacks)}")
-        if self._narrow(k.threshold, k.ceiling):
-            return self._bracket_closed(verdict, k.threshold, k.ceiling)
+        following, phrase, _ = self._next(k, k.threshold)
+        if following is None:
+            return stop(f"{verdict}; {phrase}")
         k.rollbacks += 0 if repeat else 1
-        retry = (k.threshold + k.ceiling) / 2.0
+        self.step = following - k.threshold
         return rollback(
             k.round,
-            retry,
-            f"{verdict}: roll back to round {k.round}, T={retry:.6g}, halfway between "
+            following,
+            f"{verdict}: roll back to round {k.round}, T={following:.6g}, halfway between "
             f"{k.threshold:.6g} and the failing T={k.ceiling:.6g}",
         )
