@@ -151,3 +151,17 @@ def test_bisect_never_runs_to_max_rounds_on_a_simulated_model(knee, initial_thre
     rounds, kept = run_simulation(policy, SimulatedModel(knee=knee))
     assert rounds <= 16 and "max_rounds" not in policy.last_decision.reason
     assert kept <= max(knee, 0.2) + 0.06  # within 6 points of the smallest acceptable size
+
+
+def test_bisect_rounds_that_prune_nothing_inside_a_bracket_do_not_converge_the_run():
+    # Measured on vgg_small: after round 8 passed at T=0.325 below the ceiling
+    # 0.35, rounds at 0.3375 and 0.34375 pruned nothing and the re-test of
+    # 0.35 pruned nothing either; the patience rule must not end the run there.
+    same = (OK, 880, 1)
+    script = [(OK, 1000, 1), (OK, 1000, 1), (OK, 1000, 1), (BAD, 488, 1), (BAD, 742, 1), (BAD, 742, 1),
+              (BAD, 742, 1), same, same, same, same, (OK, 800, 1)]
+    policy = bisect(patience=3)
+    decisions = drive(policy, BASELINE, script)
+    assert thresholds(decisions[8:13]) == pytest.approx([0.3375, 0.34375, 0.35, 0.375, 0.425])
+    assert [d.action for d in decisions[8:13]] == ["prune"] * 5
+    assert policy.history[-1].params == 800

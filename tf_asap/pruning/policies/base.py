@@ -52,8 +52,9 @@ class Policy:
       on (see `tf_asap.pruning.policies.search.PaperSearch`).
     - `"bisect"`: from `initial_threshold`, λ doubles after every acceptable
       round until one fails; then `T` bisects between the last passing and
-      the first failing threshold until the bracket is narrower than
-      `threshold_tolerance` (see `tf_asap.pruning.policies.bisection`).
+      the first failing threshold until a model's own bracket is narrower
+      than `threshold_tolerance`; a ceiling inherited from an earlier model
+      is re-tested first (see `tf_asap.pruning.policies.bisection`).
 
     Either stops when the size metric (`objective`) converges (the paper's
     0.1% rule, Algorithm 2, line 9), after `max_rounds` rounds, or when the

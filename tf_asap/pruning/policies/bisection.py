@@ -25,8 +25,9 @@ the rounds differently:
    grows again from there (λ doubling from the last half-width).
 5. **Stop** when a model's own bracket (the floor and a failure measured
    from that model) is narrower than `threshold_tolerance`, after
-   `max_rollbacks` failures from the same round, or by the paper's
-   convergence rule (`patience` rounds of unchanged size). A failure that
+   `max_rollbacks` failures from the same round, or, while growing, by the
+   paper's convergence rule (`patience` rounds of unchanged size; inside a
+   bracket, rounds that prune nothing are bisection steps). A failure that
    pruned the same model to the same size as an earlier failure from it (a
    threshold cliff, reported by the controller without retraining) lowers
    the ceiling but does not count against `max_rollbacks`: it cost no
@@ -94,6 +95,10 @@ class BisectSearch(PaperSearch):
         entry = self._extend(round_number, threshold, moved)
         if ceiling is not None and threshold >= ceiling - ROUNDING_SLACK:
             entry.ceiling = None  # the ceiling passed on this model: it was stale
+        if entry.ceiling is not None:
+            # Inside a bracket, rounds that prune nothing are bisection steps
+            # (not retrained), not a sign of convergence: the bracket decides.
+            entry.streak = 0
         if entry.streak >= self.patience:
             return self._converged(entry.streak)
         following, phrase, grows = self._next(entry, threshold)
