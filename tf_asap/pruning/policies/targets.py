@@ -118,8 +118,8 @@ class ParamsTarget(ReductionTarget):
             the run, `>= 1`. Defaults to `3`.
         min_relative_change: Largest relative size change, in `[0, 1)`, that
             counts as unchanged. Defaults to `0.001`.
-        max_rollbacks: Rollbacks to one round before going further back,
-            `>= 0`. Defaults to `3`.
+        max_rollbacks: Rollbacks to one round before going further back
+            (the bisecting search stops instead), `>= 0`. Defaults to `3`.
         max_rounds: The last pruning round, `>= 1`. Defaults to `50`.
         step_growth: With `schedule="paper"`, after an acceptable round that
             changed the size, λ is multiplied by this, up to `step`. `1`
@@ -184,8 +184,8 @@ class FlopsTarget(ReductionTarget):
             the run, `>= 1`. Defaults to `3`.
         min_relative_change: Largest relative FLOPs change, in `[0, 1)`, that
             counts as unchanged. Defaults to `0.001`.
-        max_rollbacks: Rollbacks to one round before going further back,
-            `>= 0`. Defaults to `3`.
+        max_rollbacks: Rollbacks to one round before going further back
+            (the bisecting search stops instead), `>= 0`. Defaults to `3`.
         max_rounds: The last pruning round, `>= 1`. Defaults to `50`.
         step_growth: With `schedule="paper"`, after an acceptable round that
             changed the size, λ is multiplied by this, up to `step`. `1`
