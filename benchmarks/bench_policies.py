@@ -27,7 +27,12 @@ Usage:
     python benchmarks/bench_policies.py [--model vgg_small] [--train-limit 6000]
         [--test-limit 2000] [--epochs 10] [--rewind-epoch 6] [--rewind lr]
         [--learning-rate 0.05] [--policies accuracy params flops]
-        [--max-rounds 50] [--step-growth 1] [--work-dir benchmarks/work/policies]
+        [--max-rounds 50] [--step-growth 1] [--schedule paper]
+        [--initial-threshold 0] [--work-dir benchmarks/work/policies]
+
+`--schedule bisect` runs the grow-then-bisect search instead of Algorithm 2's
+halving step (see `tf_asap.pruning.policies.bisection`), to compare the
+epochs each schedule spends on the same baseline.
 """
 
 import argparse
@@ -82,6 +87,10 @@ def parse_args():
                         default=["accuracy", "params", "flops"])
     parser.add_argument("--step-growth", type=float, default=1.0,
                         help="the policies' step_growth (default 1: the paper's halved step)")
+    parser.add_argument("--schedule", choices=("paper", "bisect"), default="paper",
+                        help="the policies' threshold search (default paper: Algorithm 2)")
+    parser.add_argument("--initial-threshold", type=float, default=0.0,
+                        help="T of round 1 (default 0)")
     parser.add_argument("--max-rounds", type=int, default=50,
                         help="max_rounds of every policy (default 50, the library's)")
     parser.add_argument("--seed", type=int, default=0)
@@ -141,10 +150,10 @@ def run_policy(args, key, directory, baseline, train, test, calibration, steps):
         optimizer = recipe.paper_optimizer(args.epochs, steps, learning_rate=args.learning_rate)
     started = time.monotonic()
     result = RoundController(
-        model, make_policy(max_rounds=args.max_rounds, step_growth=args.step_growth),
+        model, make_policy(max_rounds=args.max_rounds, step_growth=args.step_growth,
+                           schedule=args.schedule, initial_threshold=args.initial_threshold),
         train, test,
-        run_dir=os.path.join(directory, f"{key}_{args.rewind}" + (
-            f"_growth{args.step_growth:g}" if args.step_growth != 1.0 else "")),
+        run_dir=os.path.join(directory, f"{key}_{args.rewind}" + _variant(args)),
         epochs=args.epochs, rewind_epoch=baseline.rewind_epoch,
         rewind_checkpoint=rewind_checkpoint, calibration_data=calibration,
         optimizer=optimizer, verbose=1,
@@ -153,11 +162,26 @@ def run_policy(args, key, directory, baseline, train, test, calibration, steps):
     return result, seconds
 
 
+def _variant(args):
+    """The run-directory suffix of non-default search settings ("" for the paper's)."""
+    suffix = f"_growth{args.step_growth:g}" if args.step_growth != 1.0 else ""
+    if args.schedule != "paper":
+        suffix += f"_{args.schedule}"
+    if args.initial_threshold != 0.0:
+        suffix += f"_t{args.initial_threshold:g}"
+    return suffix
+
+
 def _label(key, args):
     label = POLICIES[key][0]
+    extra = []
     if args.step_growth != 1.0:
-        label = label[:-1] + f", step_growth={args.step_growth:g})"
-    return label
+        extra.append(f"step_growth={args.step_growth:g}")
+    if args.schedule != "paper":
+        extra.append(f"schedule={args.schedule!r}")
+    if args.initial_threshold != 0.0:
+        extra.append(f"initial_threshold={args.initial_threshold:g}")
+    return label[:-1] + "".join(f", {item}" for item in extra) + ")"
 
 
 def summarise(key, result, args):

@@ -165,3 +165,9 @@ def test_get_criterion_passes_options_and_instances():
 def test_get_criterion_rejects_unknown_names_and_options(call):
     with pytest.raises(ConfigurationError):
         call()
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "3", True])
+def test_random_score_refuses_a_seed_that_is_not_a_non_negative_integer(seed):
+    with pytest.raises(ConfigurationError, match=f"`seed`.*{seed!r}"):
+        RandomScore(seed=seed)

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tf_asap.pruning import policies
+from tf_asap.pruning.policies import accuracy, base, results, targets
 from tf_asap.errors import ConfigurationError
 from tf_asap.pruning.policies import (
     AccuracyGuaranteed,
@@ -18,29 +19,7 @@ from tf_asap.pruning.policies import (
     RoundResult,
     policy_from_state,
 )
-
-
-def drive(policy, baseline, script):
-    """Feeds `(accuracy, params, flops)` rows as the rounds the policy asks for.
-
-    Returns the decisions, the one from `start()` first; stops feeding at a stop.
-    """
-    decisions = [policy.start(baseline)]
-    for accuracy, params, flops in script:
-        if decisions[-1].action == "stop":
-            break
-        result = RoundResult(
-            policy.next_round, decisions[-1].threshold, accuracy, params, flops
-        )
-        decisions.append(policy.observe(result))
-    return decisions
-
-
-def thresholds(decisions):
-    return [d.threshold for d in decisions]
-
-
-BASELINE = RoundResult(round=0, threshold=0.0, accuracy=0.93, params=1000, flops=100_000)
+from tests.pruning.scripted import BASELINE, drive, drive_on, thresholds
 
 
 # ----------------------------------------------------------- Figure 4 pattern
@@ -444,6 +423,9 @@ POLICIES = [
     lambda: AccuracyGuaranteed(minimize="flops", patience=2, max_rounds=30),
     lambda: ParamsTarget(reduction=0.6, tolerance=0.02, max_rounds=30),
     lambda: FlopsTarget(reduction=0.5, tolerance=0.0, max_rounds=30),
+    lambda: AccuracyGuaranteed(max_metric_drop=0.01, metric="loss", mode="min", max_rounds=30),
+    lambda: AccuracyGuaranteed(schedule="bisect", initial_threshold=0.3, max_rounds=30),
+    lambda: ParamsTarget(reduction=0.6, metric="loss", mode="min", schedule="bisect", max_rounds=30),
 ]
 ROWS = st.tuples(
     st.sampled_from([0.935, 0.93, 0.925, 0.92, 0.915, 0.9]),
@@ -470,18 +452,6 @@ def test_restored_policy_makes_identical_decisions(make_policy, script, split):
         decisions += drive_on(policy, script[split:])
     assert decisions == expected
     assert policy.state_dict() == original.state_dict()
-
-
-def drive_on(policy, script):
-    """Continues a started policy with the remaining rows."""
-    decisions = []
-    for accuracy, params, flops in script:
-        last = policy.last_decision
-        if last.action == "stop":
-            break
-        result = RoundResult(policy.next_round, last.threshold, accuracy, params, flops)
-        decisions.append(policy.observe(result))
-    return decisions
 
 
 @settings(max_examples=200, deadline=None)
@@ -519,8 +489,12 @@ def test_failed_round_that_pruned_nothing_raises_t_without_halving_the_step():
     assert policy.step == pytest.approx(0.05)
 
 
-def test_docstring_examples_run():
-    assert doctest.testmod(policies).failed == 0
+@pytest.mark.parametrize(
+    "module", [policies, results, base, accuracy, targets], ids=lambda m: m.__name__.rsplit(".", 1)[-1]
+)
+def test_docstring_examples_run(module):
+    outcome = doctest.testmod(module, extraglobs=vars(policies))
+    assert outcome.failed == 0 and (module is policies or outcome.attempted > 0)
 
 
 def test_only_target_policies_limit_a_rounds_reduction():

@@ -55,3 +55,23 @@ def test_attention_is_none_before_the_first_refresh(data):
 def test_bad_options_are_configuration_errors(data, options):
     with pytest.raises(ConfigurationError):
         ActivationStatsCallback(data[0], **options)
+
+
+@pytest.mark.parametrize("epochs", [0, -2, 1.5, "2", True, [1, -1], [0, 2.5]])
+def test_bad_epochs_are_refused_saying_what_is_accepted(epochs):
+    with pytest.raises(ConfigurationError, match="`epochs") as error:
+        ActivationStatsCallback(np.zeros((1, 6, 6, 1)), epochs=epochs)
+    assert "0-based epoch indices" in str(error.value)
+
+
+def test_epochs_given_as_a_list_become_a_set_of_indices():
+    callback = ActivationStatsCallback(np.zeros((1, 6, 6, 1)), epochs=range(0, 6, 2))
+    assert callback.epochs == frozenset({0, 2, 4})
+    assert [callback.refreshes_at(epoch) for epoch in range(4)] == [True, False, True, False]
+
+
+@pytest.mark.parametrize("options, name", [({"power": 0}, "power"), ({"power": "2"}, "power"),
+                                           ({"mapping": "median"}, "mapping"), ({"apoz": "yes"}, "apoz")])
+def test_bad_attention_options_are_refused_naming_them(options, name):
+    with pytest.raises(ConfigurationError, match=f"`{name}`"):
+        ActivationStatsCallback(np.zeros((1, 6, 6, 1)), **options)

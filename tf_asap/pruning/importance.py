@@ -24,6 +24,7 @@ import zlib
 
 import numpy as np
 
+from tf_asap.checks import check_int
 from tf_asap.errors import ConfigurationError
 from tf_asap.core.graph import channel_axes, channel_groups, is_kernel
 from tf_asap.core.layers import MaskedLayer
@@ -268,9 +269,7 @@ class RandomScore(Criterion):
     name = "random"
 
     def __init__(self, seed=0):
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ConfigurationError(f"seed must be a non-negative integer; received {seed!r}.")
-        self.seed = int(seed)
+        self.seed = check_int("seed", seed, minimum=0)
 
     def _score(self, model, data):
         scores = {}

@@ -37,7 +37,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_asap.errors import ConfigurationError, DataError, UnsupportedModelError
+from tf_asap.checks import check_bool, check_choice, check_number
+from tf_asap.errors import DataError, UnsupportedModelError
 from tf_asap.core.graph import channel_groups
 from tf_asap.inputs import as_batches
 from tf_asap.core.masks import get_masks, is_prunable_model
@@ -70,15 +71,8 @@ class ActivationStatistics:
 
 def check_attention_options(power, mapping):
     """Raises `ConfigurationError` unless `power > 0` and `mapping` is known."""
-    if mapping not in MAPPINGS:
-        raise ConfigurationError(
-            f"mapping must be one of {', '.join(repr(m) for m in MAPPINGS)} "
-            f"(the paper's attention maps); received {mapping!r}."
-        )
-    if isinstance(power, bool) or not isinstance(power, (int, float, np.number)) or not power > 0:
-        raise ConfigurationError(
-            f"power must be a positive number (the paper uses 1, 2 or 4); received {power!r}."
-        )
+    check_choice("mapping", mapping, MAPPINGS, fix="These are the paper's attention maps.")
+    check_number("power", power, 0.0, low_open=True, fix="The paper uses 1, 2 or 4.")
 
 
 class StatsCollector:
@@ -208,6 +202,7 @@ class StatsCollector:
             DataError: If `data` cannot be read or holds no samples.
         """
         check_attention_options(power, mapping)
+        apoz = check_bool("apoz", apoz)
         if self._aux is None:
             return ActivationStatistics({}, {} if apoz else None, 0, power, mapping)
         batches = as_batches(data, self.model, batch_size=batch_size, limit=max_samples)

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from tf_asap.checks import check_bool, check_int
 from tf_asap.errors import ConfigurationError
 from tf_asap.pruning.stats import check_attention_options, stats_collector
 
@@ -60,25 +61,11 @@ class ActivationStatsCallback(keras.callbacks.Callback):
     ):
         super().__init__()
         check_attention_options(power, mapping)
-        if epochs is not None:
-            if isinstance(epochs, (int, np.integer)) and not isinstance(epochs, bool):
-                if epochs < 1:
-                    raise ConfigurationError(f"epochs as an interval must be >= 1; received {epochs!r}.")
-            elif isinstance(epochs, (list, tuple, set, range)) and all(
-                isinstance(e, (int, np.integer)) and not isinstance(e, bool) and e >= 0 for e in epochs
-            ):
-                epochs = frozenset(int(e) for e in epochs)
-            else:
-                raise ConfigurationError(
-                    "epochs must be None (every epoch), a positive interval n (every "
-                    "n-th epoch) or a list of 0-based epoch indices; received "
-                    f"{epochs!r}."
-                )
         self.calibration_data = calibration_data
-        self.epochs = epochs
+        self.epochs = _check_epochs(epochs)
         self.power = power
         self.mapping = mapping
-        self.apoz = apoz
+        self.apoz = check_bool("apoz", apoz)
         self.max_samples = max_samples
         self.batch_size = batch_size
         self.statistics = None
@@ -108,3 +95,20 @@ class ActivationStatsCallback(keras.callbacks.Callback):
             max_samples=self.max_samples,
         )
         self.history[epoch] = self.statistics.attention
+
+
+def _check_epochs(epochs):
+    """`None`, an interval `n >= 1`, or a frozenset of 0-based epoch indices."""
+    fix = (
+        "Pass None (every epoch), a positive interval n (every n-th epoch) or a "
+        "list of 0-based epoch indices."
+    )
+    if epochs is None:
+        return None
+    if isinstance(epochs, (list, tuple, set, frozenset, range)):
+        return frozenset(check_int(f"epochs[{i}]", e, minimum=0, fix=fix) for i, e in enumerate(epochs))
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)):
+        raise ConfigurationError(
+            f"`epochs` must be None, an integer >= 1 or a list of integers; received {epochs!r}. {fix}"
+        )
+    return check_int("epochs", epochs, minimum=1, fix=fix)

@@ -1,0 +1,151 @@
+"""A faster threshold search: grow `T` geometrically, then bisect a bracket.
+
+The paper's search (`PaperSearch`) raises `T` by a fixed λ and, after a
+failure, halves λ for the rest of the run: near the limit every further
+round moves `T` by less, and each costs a retraining. `BisectSearch` spends
+the rounds differently:
+
+1. **Grow.** From `initial_threshold` (which the round controller may size
+   from a cheap sensitivity scan), `T` rises by λ after every acceptable
+   round and λ doubles each time, so the first failure comes after a
+   logarithmic number of rounds even from a poor start.
+2. **Bracket.** A failure at `T_fail` from round `k` marks `T_fail` as the
+   *ceiling* of `k`: the smallest `T` known to fail from `k`'s model. The
+   search rolls back to `k` and retries halfway between `k`'s own `T` (the
+   floor; `0` for the baseline) and the ceiling; λ becomes that half-width.
+3. **Bisect.** A passing retry becomes the new floor (and the model the
+   next round prunes); the next `T` is the midpoint to the ceiling it
+   inherits. A failing one lowers the ceiling.
+4. **Re-test a stale ceiling.** An inherited ceiling was measured on an
+   earlier model; after retraining, scores shift and the same `T` often
+   prunes less (measured on `vgg_small`: `T = 0.4` failed from one round
+   and passed six rounds later). So when the bracket of a model that has
+   not failed yet is narrower than `threshold_tolerance`, the next round
+   tries the ceiling itself. If it passes, the ceiling is dropped and `T`
+   grows again from there (λ doubling from the last half-width).
+5. **Stop** when a model's own bracket (the floor and a failure measured
+   from that model) is narrower than `threshold_tolerance`, after
+   `max_rollbacks` failures from the same round, or, while growing, by the
+   paper's convergence rule (`patience` rounds of unchanged size; inside a
+   bracket, rounds that prune nothing are bisection steps). A failure that
+   pruned the same model to the same size as an earlier failure from it (a
+   threshold cliff, reported by the controller without retraining) lowers
+   the ceiling but does not count against `max_rollbacks`: it cost no
+   epochs, and the cliff's edge is below it.
+
+A failed round that pruned nothing is retraining noise, as in the paper's
+search: its parent is kept and `T` moves on (by λ, or to the midpoint).
+"""
+
+from __future__ import annotations
+
+from tf_asap.pruning.policies.results import ROUNDING_SLACK, prune, rollback, stop, times
+from tf_asap.pruning.policies.search import LineageEntry, PaperSearch
+
+__all__ = ["BisectSearch"]
+
+
+class BisectSearch(PaperSearch):
+    """Geometric growth of `T` until a failure, then bisection (see the module docstring).
+
+    Args:
+        threshold_tolerance: The bracket width `T_fail - T_pass` at which
+            the search stops, `> 0`.
+        **options: The arguments of `PaperSearch`; `step_growth` is not used
+            (λ doubles while growing).
+    """
+
+    name = "bisect"
+
+    def __init__(self, *, threshold_tolerance, **options):
+        super().__init__(**options)
+        self.threshold_tolerance = threshold_tolerance
+
+    def begin(self):
+        # The baseline is the floor of a bracket that fails at round 1: a
+        # retry from it goes halfway between 0 and the failing T.
+        self.lineage = [LineageEntry(0, 0.0, self.step, 0, False)]
+        return self.initial_threshold
+
+    def _narrow(self, floor, ceiling):
+        return ceiling - floor <= self.threshold_tolerance + ROUNDING_SLACK
+
+    def _next(self, entry, threshold):
+        """`(next T, phrase, grows)` from `entry`'s model after a round at `threshold`.
+
+        `None` in place of `T` when `entry`'s own bracket is closed: the run
+        has converged and the phrase says why.
+        """
+        ceiling = entry.ceiling
+        if ceiling is None:
+            following = threshold + self.step
+            return following, f"raise T to {following:.6g} (step {self.step:.6g})", True
+        if not self._narrow(threshold, ceiling):
+            following = (threshold + ceiling) / 2.0
+            return following, f"T={following:.6g}, halfway to the failing T={ceiling:.6g}", False
+        if entry.failed_rounds:
+            return None, (
+                f"the bracket T in [{threshold:.6g}, {ceiling:.6g}] is within "
+                f"threshold_tolerance={self.threshold_tolerance:.6g}: converged"
+            ), False
+        return ceiling, f"T={ceiling:.6g}: retry the failing T of an earlier model on this one", False
+
+    def accepted(self, round_number, threshold, moved, verdict):
+        ceiling = self.parent.ceiling
+        entry = self._extend(round_number, threshold, moved)
+        if ceiling is not None and threshold >= ceiling - ROUNDING_SLACK:
+            entry.ceiling = None  # the ceiling passed on this model: it was stale
+        if entry.ceiling is not None:
+            # Inside a bracket, rounds that prune nothing are bisection steps
+            # (not retrained), not a sign of convergence: the bracket decides.
+            entry.streak = 0
+        if entry.streak >= self.patience:
+            return self._converged(entry.streak)
+        following, phrase, grows = self._next(entry, threshold)
+        if following is None:
+            return stop(f"{verdict}; {phrase}")
+        if grows:
+            self.step *= 2.0
+        return prune(following, f"{verdict}: {phrase}")
+
+    def noise(self, threshold, verdict):
+        parent = self.parent
+        if parent.ceiling is not None and self._narrow(threshold, parent.ceiling):
+            # Nothing left to try between this T, which pruned nothing, and the ceiling.
+            return stop(
+                f"{verdict}, but nothing was pruned and the bracket T in [{threshold:.6g}, "
+                f"{parent.ceiling:.6g}] is within threshold_tolerance={self.threshold_tolerance:.6g}: converged"
+            )
+        following, phrase, _ = self._next(parent, threshold)
+        return rollback(
+            parent.round,
+            following,
+            f"{verdict}, but nothing was pruned (retraining noise): keep round {parent.round}, {phrase}",
+        )
+
+    def rejected(self, round_number, threshold, verdict, model_of):
+        k = self.parent
+        # A failure that pruned k's model to the size of an earlier failure
+        # from k repeats it (a threshold cliff: under the per-round cap a
+        # smaller T often picks the same filters). The controller reports it
+        # without retraining, so it lowers the ceiling without using up a
+        # retry; the bracket tolerance still bounds such rounds.
+        repeat = any(model_of(earlier) == model_of(round_number) for earlier in k.failed_rounds)
+        k.failed_rounds.append(round_number)
+        k.ceiling = threshold if k.ceiling is None else min(k.ceiling, threshold)
+        if self.max_rollbacks == 0:
+            return stop(f"{verdict}; max_rollbacks=0 allows no retry")
+        if k.rollbacks >= self.max_rollbacks and not repeat:
+            self.exhausted.append(k.round)
+            return stop(f"{verdict}; round {k.round} was already retried {times(self.max_rollbacks)}")
+        following, phrase, _ = self._next(k, k.threshold)
+        if following is None:
+            return stop(f"{verdict}; {phrase}")
+        k.rollbacks += 0 if repeat else 1
+        self.step = following - k.threshold
+        return rollback(
+            k.round,
+            following,
+            f"{verdict}: roll back to round {k.round}, T={following:.6g}, halfway between "
+            f"{k.threshold:.6g} and the failing T={k.ceiling:.6g}",
+        )
