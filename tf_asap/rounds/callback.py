@@ -16,21 +16,20 @@ import time
 
 import keras
 
-from tf_asap.rounds.controller import (
+from tf_asap.core.masks import is_prunable_model, mask_digest
+from tf_asap.errors import ConfigurationError
+from tf_asap.pruning.policies import Policy
+from tf_asap.rounds.state import restore_state, snapshot_state
+from tf_asap.rounds.step import (
     evaluate_round,
     format_round_line,
-    labelled_batches,
     measure_threshold_reference,
     prune_filters,
     repeated_round,
     resolve_criterion,
-    restore_state,
     round_record,
-    snapshot_state,
 )
-from tf_asap.errors import ConfigurationError
-from tf_asap.core.masks import is_prunable_model, mask_digest
-from tf_asap.pruning.policies import Policy
+from tf_asap.rounds.training import labelled_batches
 
 __all__ = ["AdaptivePruning"]
 

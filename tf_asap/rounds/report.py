@@ -24,19 +24,19 @@ import io
 import json
 import os
 
-from tf_asap.rounds.controller import (
+from tf_asap.errors import ConfigurationError, RunDirectoryError
+from tf_asap.files import atomic_write_bytes, atomic_write_text
+from tf_asap.rounds.run_directory import (  # noqa: F401 - REPORT_NAME, PLOT_NAME re-exported
+    LAYERS_PLOT_NAME,
     LOG_NAME,
     MANIFEST_NAME,
-    atomic_write_bytes,
-    atomic_write_text,
+    PLOT_NAME,
+    REPORT_NAME,
     read_round_log,
 )
-from tf_asap.errors import ConfigurationError, RunDirectoryError
 
 __all__ = ["plot_rounds", "read_rounds", "rounds_table", "write_report"]
 
-REPORT_NAME = "report.md"
-PLOT_NAME = "rounds.png"
 
 
 def read_rounds(run_dir):
