@@ -45,8 +45,7 @@ from tf_asap.checks import check_choice, check_fraction
 from tf_asap.core.masks import is_prunable_model, make_prunable, mask_digest
 from tf_asap.core.surgery import slim
 from tf_asap.errors import ConfigurationError
-from tf_asap.files import atomic_write_json  # noqa: F401 - re-exported for callers of the old module
-from tf_asap.inputs import as_batches
+from tf_asap.files import atomic_write_json  # noqa: F401 - re-exported (old import path)
 from tf_asap.pruning.policies import Policy
 from tf_asap.rounds.baseline import (
     Baseline,
@@ -55,7 +54,7 @@ from tf_asap.rounds.baseline import (
     train_baseline,
 )
 from tf_asap.rounds.journal import RunJournal
-from tf_asap.rounds.run_directory import RunDirectory, read_round_log  # noqa: F401 - re-exported for callers
+from tf_asap.rounds.run_directory import RunDirectory, read_round_log  # noqa: F401 - re-exported
 from tf_asap.rounds.state import (  # noqa: F401 - save_state re-exported
     ModelState,
     built_optimizer,
@@ -78,17 +77,13 @@ from tf_asap.rounds.step import (  # noqa: F401 - PruningStep, round_record re-e
     round_record,
 )
 from tf_asap.rounds.training import (
-    DEFAULT_CALIBRATION_SAMPLES,
     DEFAULT_VALIDATION_SPLIT,
     check_verbose,
     compile_model,
     default_optimizer,
     fresh_optimizer,
-    labelled_batches,
+    prepare_round_data,
     require_data,
-    split_validation,
-    steps_per_epoch,
-    training_batches,
 )
 
 __all__ = [
@@ -312,10 +307,13 @@ class RoundController:
         )
         self.rewinding = "weights" if rewind_checkpoint is not None else "lr"
         self.model = model if is_prunable_model(model) else make_prunable(model)
-        validation_note = self._prepare_data(
-            train_data, validation_data, validation_split, seed, test_data,
-            calibration_data, batch_size,
+        data = prepare_round_data(
+            self.model, train_data, validation_data=validation_data,
+            validation_split=validation_split, seed=seed, test_data=test_data,
+            calibration_data=calibration_data, batch_size=batch_size,
         )
+        self.train, self.validation, self.test = data.train, data.validation, data.test
+        self.calibration, self.steps_per_epoch = data.calibration, data.steps_per_epoch
         if optimizer is not None:
             optimizer = fresh_optimizer(optimizer)
         elif rewind_metadata and rewind_metadata.get("optimizer"):
@@ -336,7 +334,7 @@ class RoundController:
             "metric": self.metric,
             "mode": self.mode,
             "max_fraction": self.max_fraction,
-            "validation": validation_note,
+            "validation": data.validation_source,
             "optimizer": type(self.model.optimizer).__name__,
             "skip_unpruned_rounds": self.skip_unpruned_rounds,
         }
@@ -358,46 +356,6 @@ class RoundController:
                 "continue an interrupted run, pass a new policy with the same "
                 "arguments and the same run_dir."
             )
-
-    def _prepare_data(
-        self, train_data, validation_data, validation_split, seed, test_data,
-        calibration_data, batch_size,
-    ):
-        """Batches the data, holding a validation split out when none is given.
-
-        Returns:
-            How the validation data was chosen, for the run settings.
-        """
-        if validation_data is None:
-            if validation_split is None or validation_split == 0:
-                raise ConfigurationError(
-                    "validation_data is missing and validation_split is "
-                    f"{validation_split!r}: every round's {self.metric} is measured on "
-                    "held-out data, and the policy decides on it. Pass "
-                    "validation_data=(x_val, y_val), or a validation_split such as 0.1."
-                )
-            train_data, validation_data = split_validation(train_data, validation_split, seed)
-            note = f"split {validation_split:g} of train_data, seed {seed}"
-        else:
-            note = "given"
-        self.train = training_batches(train_data, self.model, batch_size, "train_data")
-        self.validation = labelled_batches(
-            validation_data, self.model, batch_size, "validation_data"
-        )
-        self.test = (
-            None if test_data is None
-            else labelled_batches(test_data, self.model, batch_size, "test_data")
-        )
-        self.calibration = (
-            calibration_data
-            if calibration_data is not None
-            else as_batches(
-                train_data, self.model, batch_size=batch_size,
-                limit=DEFAULT_CALIBRATION_SAMPLES,
-            )
-        )
-        self.steps_per_epoch = steps_per_epoch(self.train, "train_data")
-        return note
 
     # ------------------------------------------------------------- the run
     def run(self) -> PruningResult:

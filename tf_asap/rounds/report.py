@@ -91,18 +91,24 @@ def rounds_table(records):
     | round | T | accuracy | drop | params left | FLOPs left | decision | ...
     """
     best = _best_round(records)
+    metric = _metric(records)
+    test_key = f"test_{metric}"
+    with_test = any(test_key in record for record in records)
     header = (
-        "| round | T | step | accuracy | accuracy drop | params left | FLOPs left "
-        "| acceptable | decision | epochs | time (s) |"
+        f"| round | T | step | validation {metric} | validation drop "
+        + (f"| test {metric} (reported only) " if with_test else "")
+        + "| params left | FLOPs left | acceptable | decision | epochs | time (s) |"
     )
     lines = [header, _rule(header)]
     for record in records:
+        test_cell = [_value(record.get(test_key), metric)] if with_test else []
         cells = [
             str(record["round"]),
             f"{record.get('threshold', 0.0):.4g}",
             "–" if record.get("step") is None else f"{record['step']:.4g}",
-            _percent(record.get("accuracy")),
-            _percent(record.get("accuracy_drop"), signed=True),
+            _value(record.get("accuracy"), metric),
+            _value(record.get("accuracy_drop"), metric, signed=True),
+            *test_cell,
             _percent(record.get("params_left")),
             _percent(record.get("flops_left")),
             "yes" if record.get("acceptable") else "no",
@@ -114,6 +120,17 @@ def rounds_table(records):
             cells = [f"**{cell}**" if cell else cell for cell in cells]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _metric(records):
+    return (records[0].get("metric") if records else None) or "accuracy"
+
+
+def _value(value, metric, signed=False):
+    """Accuracy-like metrics in percent; any other metric as a plain number."""
+    if metric.endswith("accuracy") or value is None:
+        return _percent(value, signed)
+    return f"{value:+.4g}" if signed else f"{value:.4g}"
 
 
 def _rule(header):
@@ -152,6 +169,17 @@ def _summary(records, manifest):
                 f"{manifest['threshold_reference']:.6g}"
             )
         lines.append(f"- Status: {manifest.get('status')}")
+        lines.append(f"- Decisions on validation data: {settings.get('validation', 'given')}")
+        test = manifest.get("test")
+        if test:
+            metric = test.get("metric", "accuracy")
+            final = test.get("final")
+            lines.append(
+                f"- Test {metric} (reported only): baseline "
+                f"{_value(test.get('baseline'), metric)}"
+                + ("" if final is None else
+                   f", best round {test.get('best_round')} {_value(final, metric)}")
+            )
     if records:
         baseline = records[0]
         lines.append(

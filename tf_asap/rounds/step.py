@@ -83,7 +83,8 @@ class PruningStep:
 
 
 def prune_filters(
-    model, scores, threshold, objective, reference, max_reduction=None, max_fraction=DEFAULT_MAX_FRACTION
+    model, scores, threshold, objective, reference, max_reduction=None,
+    max_fraction=DEFAULT_MAX_FRACTION,
 ):
     """Sets the masks of one pruning round (Algorithm 1, line 5; Algorithm 3).
 

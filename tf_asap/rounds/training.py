@@ -13,6 +13,8 @@ Shared by `train_baseline` and `RoundController`:
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -26,6 +28,7 @@ from tf_asap.inputs import DEFAULT_BATCH_SIZE, as_batches
 from tf_asap.recipe import outputs_logits, paper_optimizer
 
 __all__ = [
+    "RoundData",
     "DEFAULT_CALIBRATION_SAMPLES",
     "DEFAULT_REWIND_FRACTION",
     "DEFAULT_VALIDATION_SPLIT",
@@ -34,6 +37,7 @@ __all__ = [
     "default_optimizer",
     "fresh_optimizer",
     "labelled_batches",
+    "prepare_round_data",
     "require_data",
     "split_validation",
     "steps_per_epoch",
@@ -158,9 +162,11 @@ def split_validation(data, validation_split, seed=0):
         DataError: If the size of `data` is unknown or infinite, or too small
             to hold out one element and keep one.
     """
+    percent = isinstance(validation_split, (int, float)) and 1 < validation_split <= 100
     fraction = check_fraction(
         "validation_split", validation_split, allow_zero=False, allow_one=False,
-        fix="Pass a share such as 0.1, or pass validation_data.",
+        # Empty for percent-like values, so the validator's percent hint shows.
+        fix="" if percent else "Pass a share such as 0.1, or pass validation_data.",
     )
     if _is_arrays(data):
         parts = tuple(data)
@@ -169,8 +175,7 @@ def split_validation(data, validation_split, seed=0):
         order = np.random.default_rng(seed).permutation(count)
         validation_index = np.sort(order[:held])
         train_index = np.sort(order[held:])
-        take = lambda index: tuple(tf.nest.map_structure(lambda a: np.asarray(a)[index], parts))  # noqa: E731
-        return take(train_index), take(validation_index)
+        return _rows(parts, train_index), _rows(parts, validation_index)
     if isinstance(data, tf.data.Dataset):
         size = int(data.cardinality())
         if size < 0:
@@ -186,6 +191,86 @@ def split_validation(data, validation_split, seed=0):
         f"validation_split cannot split training data of type {type(data).__name__} "
         "(only arrays and tf.data.Dataset). Pass validation_data."
     )
+
+
+@dataclasses.dataclass
+class RoundData:
+    """The batched data of a pruning run.
+
+    Attributes:
+        train: Labelled training batches (reshuffled per epoch for arrays).
+        validation: Labelled held-out batches every decision is made on.
+        test: Labelled test batches, only reported; `None` without test data.
+        calibration: What the criterion scores filters on.
+        steps_per_epoch: Batches in one pass over `train`.
+        validation_source: `"given"` or how the split was made, for the run
+            settings.
+    """
+
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    test: tf.data.Dataset | None
+    calibration: object
+    steps_per_epoch: int
+    validation_source: str
+
+
+def prepare_round_data(
+    model, train_data, *, validation_data=None, validation_split=DEFAULT_VALIDATION_SPLIT,
+    seed=0, test_data=None, calibration_data=None, batch_size=None,
+):
+    """Batches a run's data, holding a validation split out when none is given.
+
+    Args:
+        model: The prunable model the data must fit.
+        train_data: Labelled training data.
+        validation_data: Labelled held-out data. Defaults to `None`: a
+            `split_validation` of `train_data`.
+        validation_split: The share held out then. Defaults to `0.1`.
+        seed: Seed of the split. Defaults to `0`.
+        test_data: Labelled data that is only reported. Defaults to `None`.
+        calibration_data: Data the filters are scored on. Defaults to `None`:
+            the first 2048 samples of the (remaining) training data.
+        batch_size: Batch size for arrays. Defaults to `None` (128).
+
+    Returns:
+        A `RoundData`.
+
+    Raises:
+        ConfigurationError: Without validation data and without a split.
+        DataError: For data that cannot be read, split or batched.
+    """
+    if validation_data is None:
+        if validation_split is None or validation_split == 0:
+            raise ConfigurationError(
+                f"validation_data is missing and validation_split is {validation_split!r}: "
+                "every round is measured on held-out data, and the policy decides on "
+                "it. Pass validation_data=(x_val, y_val), or a validation_split such as 0.1."
+            )
+        train_data, validation_data = split_validation(train_data, validation_split, seed)
+        source = f"split {validation_split:g} of train_data, seed {seed}"
+    else:
+        source = "given"
+    train = training_batches(train_data, model, batch_size, "train_data")
+    if calibration_data is None:
+        calibration_data = as_batches(
+            train_data, model, batch_size=batch_size, limit=DEFAULT_CALIBRATION_SAMPLES
+        )
+    return RoundData(
+        train=train,
+        validation=labelled_batches(validation_data, model, batch_size, "validation_data"),
+        test=(
+            None if test_data is None
+            else labelled_batches(test_data, model, batch_size, "test_data")
+        ),
+        calibration=calibration_data,
+        steps_per_epoch=steps_per_epoch(train, "train_data"),
+        validation_source=source,
+    )
+
+
+def _rows(parts, index):
+    return tuple(tf.nest.map_structure(lambda array: np.asarray(array)[index], parts))
 
 
 def _held_out_count(fraction, count, unit):
