@@ -79,6 +79,9 @@ def test_test_data_is_reported_but_never_decides(tmp_path, monkeypatch):
     assert manifest["test"]["final"] == pytest.approx(test_accuracy)
     report = (tmp_path / "report.md").read_text()
     assert "Test accuracy (reported only)" in report and "validation" in report
+    kept = {row["name"]: row["kept"] for row in manifest["layers"]}
+    assert kept["conv1"] == int(run.model.get_layer("conv1").filter_mask.numpy().sum())
+    assert (tmp_path / "layers.png").exists()
 
 
 @pytest.mark.parametrize("max_fraction", [None, 0.25])

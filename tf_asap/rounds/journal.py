@@ -21,6 +21,10 @@ import datetime
 import logging
 import os
 
+import numpy as np
+
+from tf_asap.core.counting import count_cost
+from tf_asap.core.layers import MaskedLayer
 from tf_asap.errors import RunDirectoryError
 from tf_asap.files import atomic_save_model
 from tf_asap.pruning.policies import policy_from_state
@@ -37,7 +41,7 @@ from tf_asap.rounds.run_directory import (
 from tf_asap.rounds.state import load_state, restore_state, save_state, snapshot_state
 from tf_asap.rounds.step import format_round_line
 
-__all__ = ["RunJournal", "reachable_rounds"]
+__all__ = ["RunJournal", "layer_summary", "reachable_rounds"]
 
 logger = logging.getLogger("tf_asap")
 
@@ -70,6 +74,32 @@ def reachable_rounds(policy, decision):
     return keep
 
 
+def layer_summary(model):
+    """Per prunable layer: filters as built and kept, params and FLOPs (dense, effective).
+
+    Returns:
+        A list of dicts, in graph order, for the report's per-layer chart.
+    """
+    costs = {layer.name: layer for layer in count_cost(model).layers}
+    rows = []
+    for layer in model.layers:
+        if not isinstance(layer, MaskedLayer) or layer.name not in costs:
+            continue
+        mask = np.asarray(layer.filter_mask.numpy()) > 0.5
+        cost = costs[layer.name]
+        rows.append({
+            "name": layer.name,
+            "type": cost.type,
+            "filters": int(mask.size),
+            "kept": int(mask.sum()),
+            "params": int(cost.params),
+            "effective_params": int(cost.effective_params),
+            "flops": int(cost.flops),
+            "effective_flops": int(cost.effective_flops),
+        })
+    return rows
+
+
 class RunJournal:
     """Manifest, round log and checkpoints of one run directory.
 
@@ -91,6 +121,7 @@ class RunJournal:
         self.records = []
         self.threshold_reference = None
         self.test_metrics = None
+        self.layers = None
         self._writer = None
 
     def locked(self):
@@ -112,6 +143,7 @@ class RunJournal:
             "policy_state": policy.state_dict() if policy.history else None,
             "threshold_reference": self.threshold_reference,
             "test": self.test_metrics,
+            "layers": self.layers,
             "rounds_completed": len(self.records),
             "best_round": best_round,
             "updated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -217,6 +249,7 @@ class RunJournal:
 
     def finish(self, policy, best_round, slim_model):
         """Saves the best round's models, the finished manifest and the report."""
+        self.layers = layer_summary(self.model)
         atomic_save_model(self.model, self.directory.final_model)
         atomic_save_model(slim_model, self.directory.slim_model)
         self.write_manifest(policy, "finished", best_round=best_round)
