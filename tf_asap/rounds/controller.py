@@ -323,7 +323,15 @@ class RoundController:
         compile_model(self.model, optimizer, loss, self.metric)
         if self._rewind_weights is not None:
             check_rewind_checkpoint(self.model, self._rewind_weights, rewind_checkpoint)
-        self.settings = {
+        self.settings = self._settings(data.validation_source)
+        self.journal = RunJournal(run_dir, self.model, self.settings, verbose=bool(self.verbose))
+        self.run_dir = self.journal.directory
+        self.fingerprint = self.journal.fingerprint
+
+    # ------------------------------------------------------------ set-up
+    def _settings(self, validation_source):
+        """What a resumed run must share with the run it resumes."""
+        return {
             "epochs": self.epochs,
             "rewind_epoch": self.rewind_epoch,
             "retrain_epochs": self.epochs - self.rewind_epoch,
@@ -334,15 +342,11 @@ class RoundController:
             "metric": self.metric,
             "mode": self.mode,
             "max_fraction": self.max_fraction,
-            "validation": data.validation_source,
+            "validation": validation_source,
             "optimizer": type(self.model.optimizer).__name__,
             "skip_unpruned_rounds": self.skip_unpruned_rounds,
         }
-        self.journal = RunJournal(run_dir, self.model, self.settings, verbose=bool(self.verbose))
-        self.run_dir = self.journal.directory
-        self.fingerprint = self.journal.fingerprint
 
-    # ------------------------------------------------------------ set-up
     @staticmethod
     def _check_policy(policy):
         if not isinstance(policy, Policy):
