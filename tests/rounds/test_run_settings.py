@@ -191,3 +191,22 @@ def test_differently_wired_models_with_the_same_layers_do_not_share_a_run(tmp_pa
     other = RoundController(branched(True), ParamsTarget(0.3, max_rounds=1), data, **arguments)
     with pytest.raises(RunDirectoryError, match="layer \\d+ \\('b', Conv2D\\) differs: inputs"):
         other.run()
+
+
+def test_rounds_that_left_the_lineage_and_are_not_best_are_unreachable():
+    from tf_asap.pruning.policies import RoundResult
+
+    policy = AccuracyGuaranteed(max_accuracy_drop=0.01, step=0.5, max_rollbacks=1)
+    decision = policy.start(RoundResult(0, 0.0, 0.90, 1000, 10000))
+    script = [
+        (0.90, 900),   # round 1: acceptable
+        (0.90, 800),   # round 2: acceptable
+        (0.80, 700),   # round 3: fails -> back to round 2 (its one retry)
+        (0.80, 750),   # round 4: fails -> round 2 exhausted, back to round 1
+        (0.895, 600),  # round 5: acceptable and the smallest: the new best
+    ]
+    for number, (accuracy, params) in enumerate(script, 1):
+        decision = policy.observe(RoundResult(number, decision.threshold, accuracy, params, 10 * params))
+    assert policy.best_round == 5
+    keep = journal_module.reachable_rounds(policy, decision)
+    assert keep == {0, 1, 5}  # round 2 was exhausted and is no longer the best

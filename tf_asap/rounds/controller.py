@@ -445,19 +445,15 @@ class RoundController:
         """Saves what every round rewinds to (`rewind.npz`), once per run."""
         if os.path.exists(self.run_dir.rewind):
             return
-        if self._rewind_weights is not None:
-            state = self._rewind_weights
-        else:
+        state = self._rewind_weights
+        if state is None:
             # Learning-rate rewinding of a trained model without a checkpoint:
             # the freshly compiled optimizer, positioned at epoch k of its
             # schedule (the schedule is a function of optimizer.iterations).
-            optimizer = built_optimizer(self.model)
-            optimizer.iterations.assign(self.rewind_epoch * self.steps_per_epoch)
+            built_optimizer(self.model).iterations.assign(self.rewind_epoch * self.steps_per_epoch)
             state = ModelState([], snapshot_state(self.model).optimizer)
-        save_state(
-            self.run_dir.rewind, state,
-            {"epoch": self.rewind_epoch, "rewinding": self.rewinding},
-        )
+        metadata = {"epoch": self.rewind_epoch, "rewinding": self.rewinding}
+        save_state(self.run_dir.rewind, state, metadata)
 
     def _restore_rewind(self, weights):
         """Rewinds the optimizer, and with `weights` the weights, to epoch k.

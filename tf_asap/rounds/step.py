@@ -118,7 +118,9 @@ def prune_filters(
         model, scores, threshold, objective=objective, reference=reference,
         max_reduction=max_reduction, max_fraction=max_fraction,
     )
-    removed = sum(int(np.sum(before[name] & ~np.asarray(keep, bool))) for name, keep in masks.items())
+    removed = sum(
+        int(np.sum(before[name] & ~np.asarray(keep, bool))) for name, keep in masks.items()
+    )
     if removed:
         apply_masks(model, masks)
     return PruningStep(masks, removed)
