@@ -74,7 +74,10 @@ def test_test_data_is_reported_but_never_decides(tmp_path, monkeypatch):
     assert result.rounds[0]["test_accuracy"] == pytest.approx(result.test["baseline"])
     # Every result the policy saw was measured on the validation split.
     assert decided_on[result.best_round] == pytest.approx(validation_accuracy)
-    assert all("test_accuracy" not in record for record in result.rounds[1:])
+    assert result.best["test_accuracy"] == pytest.approx(test_accuracy)
+    assert all(
+        "test_accuracy" not in record for record in result.rounds[1:] if record is not result.best
+    )
     manifest = json.loads((tmp_path / "run.json").read_text())
     assert manifest["test"]["final"] == pytest.approx(test_accuracy)
     report = (tmp_path / "report.md").read_text()

@@ -400,6 +400,9 @@ class AdaptivePruning(keras.callbacks.Callback):
             self._journal.test_metrics = self.test_metrics
             with self._journal.locked():
                 self._journal.finish(self.policy, decision.best_round, slim(model))
+        elif self.test_metrics is not None:
+            best = next(r for r in self.records if r["round"] == decision.best_round)
+            best[f"test_{self.metric}"] = self.test_metrics["final"]
         self._say(f"Pruning done: best round {decision.best_round}. {decision.reason}")
 
     def _prune(self, decision):

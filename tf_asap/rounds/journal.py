@@ -250,6 +250,13 @@ class RunJournal:
     def finish(self, policy, best_round, slim_model):
         """Saves the best round's models, the finished manifest and the report."""
         self.layers = layer_summary(self.model)
+        test = self.test_metrics or {}
+        if test.get("final") is not None:
+            # The best round's line gets its test metric too (reported only),
+            # so the table's test column shows the baseline and the result.
+            best = next(r for r in self.records if r["round"] == best_round)
+            best[f"test_{test['metric']}"] = test["final"]
+            self.directory.write_log(self.records)
         atomic_save_model(self.model, self.directory.final_model)
         atomic_save_model(slim_model, self.directory.slim_model)
         self.write_manifest(policy, "finished", best_round=best_round)
