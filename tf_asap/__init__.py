@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 
 from tf_asap import recipe
 from tf_asap.pruning import importance, policies
-from tf_asap.rounds import report
+from tf_asap.rounds import controller, report  # `tf_asap.controller`: the path before the layout
 from tf_asap.rounds.callback import AdaptivePruning
 from tf_asap.pruning.stats_callback import ActivationStatsCallback
 from tf_asap.rounds.controller import Baseline, PruningResult, RoundController, train_baseline

@@ -1,5 +1,7 @@
 """Tests of the AdaptivePruning callback: Algorithm 1 inside model.fit."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -8,8 +10,9 @@ import tf_asap
 from tf_asap.rounds import report
 from tf_asap.rounds import callback as callback_module
 from tf_asap.rounds.callback import AdaptivePruning
-from tf_asap.rounds.controller import snapshot_state
-from tf_asap.errors import ConfigurationError
+from tf_asap.rounds import step as step_module
+from tf_asap.rounds.state import load_state, snapshot_state
+from tf_asap.errors import ConfigurationError, RunDirectoryError
 from tf_asap.pruning.policies import AccuracyGuaranteed, ParamsTarget
 from tests.helpers import UntrimmedParamsTarget, quadrant_data
 
@@ -213,7 +216,7 @@ def test_callback_records_render_as_a_report_table():
 
 @pytest.mark.parametrize("epochs_per_round", [0, -1, 1.5, True, None])
 def test_epochs_per_round_below_one_is_refused(epochs_per_round):
-    with pytest.raises(ConfigurationError, match="epochs_per_round must be an integer >= 1"):
+    with pytest.raises(ConfigurationError, match="`epochs_per_round` must be an integer >= 1"):
         AdaptivePruning(AccuracyGuaranteed(), CALIBRATION, VALIDATION, epochs_per_round)
 
 
@@ -225,7 +228,7 @@ def test_missing_validation_or_calibration_data_is_refused():
 
 
 def test_unknown_rewind_mode_and_non_policy_are_refused():
-    with pytest.raises(ConfigurationError, match="rewind must be one of"):
+    with pytest.raises(ConfigurationError, match="`rewind` must be one of"):
         AdaptivePruning(AccuracyGuaranteed(), CALIBRATION, VALIDATION, 1, rewind="epoch")
     with pytest.raises(ConfigurationError, match="policy must be"):
         AdaptivePruning({"max_accuracy_drop": 0.01}, CALIBRATION, VALIDATION, 1)
@@ -238,3 +241,102 @@ def test_model_without_masks_is_refused_when_fit_starts():
     pruning = AdaptivePruning(AccuracyGuaranteed(), CALIBRATION, VALIDATION, 1, verbose=0)
     with pytest.raises(ConfigurationError, match="make_prunable"):
         model.fit(*TRAIN, epochs=1, verbose=0, callbacks=[pruning])
+
+
+# ------------------------------------------------------- durable callback
+
+
+class Interrupt(Exception):
+    """Stands for a crash or a kill in the middle of fit()."""
+
+
+class InterruptAfterRound(keras.callbacks.Callback):
+    """Placed after AdaptivePruning: raises once `pruning` has logged `round_number`."""
+
+    def __init__(self, pruning, round_number):
+        super().__init__()
+        self.pruning, self.round_number = pruning, round_number
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.pruning.records and self.pruning.records[-1]["round"] >= self.round_number:
+            raise Interrupt()
+
+
+def test_interrupted_fit_with_a_run_dir_resumes_without_rerunning_rounds(tmp_path):
+    def policy():
+        return ParamsTarget(reduction=0.3, step=0.5, max_rounds=4)
+
+    pm = trained_prunable_model(epochs=1)
+    first = AdaptivePruning(
+        policy(), CALIBRATION, VALIDATION, epochs_per_round=1, verbose=0,
+        skip_unpruned_rounds=False, run_dir=tmp_path, test_data=VALIDATION,
+    )
+    with pytest.raises(Interrupt):
+        pm.fit(*TRAIN, epochs=20, batch_size=BATCH, verbose=0,
+               callbacks=[first, InterruptAfterRound(first, 2)])
+    done = [dict(record) for record in first.records]
+    assert [r["round"] for r in done] == [0, 1, 2]
+    assert os.path.exists(tmp_path / "checkpoints" / "round_0000.npz")
+
+    # A new process would build the model again: same architecture, other weights.
+    restarted = trained_prunable_model(epochs=0)
+    second = AdaptivePruning(
+        policy(), CALIBRATION, VALIDATION, epochs_per_round=1, verbose=0,
+        skip_unpruned_rounds=False, run_dir=tmp_path, test_data=VALIDATION,
+    )
+    restarted.fit(*TRAIN, epochs=20, batch_size=BATCH, verbose=0, callbacks=[second])
+    records = second.records
+
+    def as_logged(record):  # the best round's line gains the final test metric at the end
+        return {k: v for k, v in record.items() if k != "test_accuracy" or record["round"] == 0}
+
+    assert [as_logged(r) for r in records[: len(done)]] == done  # kept as logged, not run again
+    assert records[second.best_round]["test_accuracy"] == pytest.approx(
+        second.test_metrics["final"]
+    )
+    assert [r["round"] for r in records] == list(range(len(records)))
+    assert len(records) > len(done)
+    assert records[-1]["decision"] == "stop"
+    assert second.best_round == records[-1]["best_round"]
+    # The model is left in the best round's state: the checkpoint's weights and masks.
+    saved, _ = load_state(tmp_path / "checkpoints" / f"round_{second.best_round:04d}.npz")
+    assert same_state(snapshot_state(restarted, optimizer=False), saved)
+    assert second.test_metrics["baseline"] == pytest.approx(done[0]["test_accuracy"])
+    assert second.test_metrics["final"] is not None
+    assert os.path.exists(tmp_path / "final" / "slim.keras")
+    assert os.path.exists(tmp_path / "report.md")
+
+
+def test_a_run_dir_of_other_settings_is_refused_when_fit_starts(tmp_path):
+    pm = trained_prunable_model(epochs=0)
+    first = AdaptivePruning(
+        ParamsTarget(0.3, step=0.5, max_rounds=1), CALIBRATION, VALIDATION, 1, verbose=0,
+        run_dir=tmp_path,
+    )
+    pm.fit(*TRAIN, epochs=2, batch_size=BATCH, verbose=0, callbacks=[first])
+    other = AdaptivePruning(
+        ParamsTarget(0.3, step=0.5, max_rounds=1), CALIBRATION, VALIDATION, 2, verbose=0,
+        run_dir=tmp_path,
+    )
+    with pytest.raises(RunDirectoryError, match="epochs_per_round: saved 1, now 2"):
+        pm.fit(*TRAIN, epochs=2, batch_size=BATCH, verbose=0, callbacks=[other])
+
+
+def test_max_fraction_and_metric_reach_the_callback_settings(monkeypatch):
+    seen = []
+    original = step_module.threshold_masks
+
+    def recording_threshold_masks(*args, **kwargs):
+        seen.append(kwargs["max_fraction"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(step_module, "threshold_masks", recording_threshold_masks)
+    pm = trained_prunable_model(epochs=1)
+    pruning = AdaptivePruning(
+        ParamsTarget(0.3, step=0.5, max_rounds=1), CALIBRATION, VALIDATION, 1, verbose=0,
+        max_fraction=None,
+    )
+    pm.fit(*TRAIN, epochs=3, batch_size=BATCH, verbose=0, callbacks=[pruning])
+    assert seen and set(seen) == {None}
+    assert pruning.records[0]["metric"] == "accuracy"
+    assert "validation_accuracy" in pruning.records[0]

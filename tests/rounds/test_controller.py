@@ -261,7 +261,12 @@ def test_retry_with_the_masks_of_an_earlier_failure_is_not_retrained(baseline, t
     assert len(spy.starts) == sum(1 for r in records if r["epochs"])
 
 
-def test_rollback_restores_identical_weights_masks_and_optimizer(baseline, tmp_path, monkeypatch):
+def weights_of(state):
+    """The state without its optimizer variables (checkpoints keep weights and masks only)."""
+    return type(state)(state.weights, None)
+
+
+def test_rollback_restores_identical_weights_and_masks(baseline, tmp_path, monkeypatch):
     # Round 1 (T = 0) is acceptable; round 2 (T = 5) prunes nearly everything
     # and overshoots the 20-25% window, so the policy rolls back to round 1.
     policy = UntrimmedParamsTarget(reduction=0.2, tolerance=0.05, step=5.0, max_rounds=3)
@@ -283,12 +288,19 @@ def test_rollback_restores_identical_weights_masks_and_optimizer(baseline, tmp_p
     records = result.rounds
     assert records[2]["decision"] == "rollback" and records[2]["rollback_to"] == 1
     # Round 3 starts from round 1's state, restored exactly: the state it
-    # had when round 1's retraining ended (spy.ends[0]).
-    assert same_state(before_pruning[2], spy.ends[0])
-    assert not same_state(before_pruning[2], spy.ends[1])
-    # And the saved checkpoint of round 1 is that state too.
+    # had when round 1's retraining ended (spy.ends[0]). The optimizer is not
+    # part of it: every retraining first rewinds it from rewind.npz.
+    assert same_state(weights_of(before_pruning[2]), weights_of(spy.ends[0]))
+    assert not same_state(weights_of(before_pruning[2]), weights_of(spy.ends[1]))
+    # And the saved checkpoint of round 1 is that state too, without optimizer slots.
     saved, _ = load_state(os.path.join(tmp_path, "checkpoints", "round_0001.npz"))
-    assert same_state(saved, spy.ends[0])
+    assert saved.optimizer is None
+    assert same_state(saved, weights_of(spy.ends[0]))
+    # Round 3's retraining starts from the rewind state's optimizer, as every round's.
+    rewind, _ = load_state(os.path.join(tmp_path, "rewind.npz"))
+    assert all(
+        np.array_equal(a[1], b[1]) for a, b in zip(rewind.optimizer, spy.starts[2].optimizer)
+    )
 
 
 def test_a_round_that_prunes_nothing_is_evaluated_without_retraining(baseline, tmp_path):
@@ -487,16 +499,19 @@ def test_run_directory_with_other_settings_is_refused(finished_run, baseline):
         other.run()
 
 
-def test_missing_validation_data_is_refused(tmp_path):
+def test_missing_validation_data_without_a_split_is_refused(tmp_path):
     with pytest.raises(ConfigurationError, match="validation_data is missing"):
-        RoundController(tiny_model(), AccuracyGuaranteed(), TRAIN, None, run_dir=tmp_path, epochs=4)
+        RoundController(
+            tiny_model(), AccuracyGuaranteed(), TRAIN, None, run_dir=tmp_path, epochs=4,
+            validation_split=0,
+        )
     with pytest.raises(ConfigurationError, match="validation_data is missing"):
         train_baseline(tiny_model(), TRAIN, None, epochs=4, run_dir=tmp_path)
 
 
 @pytest.mark.parametrize("rewind_epoch", [4, 7, -1])
 def test_rewind_epoch_beyond_training_is_refused(tmp_path, rewind_epoch):
-    with pytest.raises(ConfigurationError, match="rewind_epoch must be an integer in \\[0, 3\\]"):
+    with pytest.raises(ConfigurationError, match="`rewind_epoch` must be an integer in \\[0, 3\\]"):
         RoundController(
             tiny_model(), AccuracyGuaranteed(), TRAIN, VALIDATION, run_dir=tmp_path,
             epochs=4, rewind_epoch=rewind_epoch,
@@ -516,7 +531,7 @@ def test_rewind_checkpoint_of_another_epoch_is_refused(baseline, tmp_path):
 
 @pytest.mark.parametrize("epochs", [0, -3, 2.5])
 def test_non_positive_epochs_are_refused(tmp_path, epochs):
-    with pytest.raises(ConfigurationError, match="epochs must be a positive integer"):
+    with pytest.raises(ConfigurationError, match="`epochs` must be an integer >= 1"):
         RoundController(tiny_model(), AccuracyGuaranteed(), TRAIN, VALIDATION,
                         run_dir=tmp_path, epochs=epochs)
 
@@ -550,7 +565,7 @@ def test_run_directory_in_use_by_another_run_is_refused(baseline, tmp_path):
         TRAIN, VALIDATION, run_dir=tmp_path, epochs=4, rewind_epoch=2, batch_size=BATCH,
         verbose=0,
     )
-    with controller_module._RunDirectory(tmp_path).locked():
+    with controller_module.RunDirectory(tmp_path).locked():
         with pytest.raises(RunDirectoryError, match="in use by another process"):
             controller.run()
     assert controller.run().best_round in (0, 1)  # released: the run goes ahead

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tf_asap.rounds import report
-from tf_asap.rounds.controller import atomic_write_json
+from tf_asap.files import atomic_write_json
 from tf_asap.errors import ConfigurationError, RunDirectoryError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -102,3 +102,29 @@ def test_read_rounds_of_a_damaged_log_is_refused(tmp_path):
     (tmp_path / "rounds.jsonl").write_text('{"round": 0}\n{"round": 1, "accu')
     with pytest.raises(RunDirectoryError, match="Line 2"):
         report.read_rounds(tmp_path)
+
+
+LAYERS = [
+    {"name": "conv1", "type": "Conv2D", "filters": 8, "kept": 5, "params": 80,
+     "effective_params": 50, "flops": 5120, "effective_flops": 3200},
+    {"name": "conv2", "type": "Conv2D", "filters": 8, "kept": 2, "params": 584,
+     "effective_params": 92, "flops": 9344, "effective_flops": 1472},
+]
+
+
+def test_report_writes_the_per_layer_chart_when_the_run_lists_its_layers(tmp_path):
+    write_run(tmp_path)
+    manifest = json.loads((tmp_path / "run.json").read_text())
+    atomic_write_json(tmp_path / "run.json", dict(manifest, layers=LAYERS))
+    written = report.write_report(tmp_path)
+    assert written["layers_plot"] == str(tmp_path / "layers.png")
+    assert (tmp_path / "layers.png").read_bytes()[:8] == PNG_MAGIC
+    assert "![filters kept and cost share per layer](layers.png)" in (tmp_path / "report.md").read_text()
+
+
+def test_report_without_layers_has_no_layer_chart(tmp_path):
+    write_run(tmp_path)
+    assert report.write_report(tmp_path)["layers_plot"] is None
+    assert not (tmp_path / "layers.png").exists()
+    with pytest.raises(ConfigurationError, match="No layers to plot"):
+        report.plot_layers([])

@@ -5,32 +5,41 @@ The callback is the second front door to Algorithm 1 (the first is
 code: `prune_filters` (scores -> layer-aware thresholds -> masks that only
 shrink), `evaluate_round`, `snapshot_state` / `restore_state` for rewinding
 and rollback, and a `tf_asap.pruning.policies` policy that decides. The callback
-keeps its round states in memory instead of a run directory, and counts a
-round in epochs of the `fit` call instead of `T - k` epochs of a schedule.
+counts a round in epochs of the `fit` call instead of `T - k` epochs of a
+schedule. Its round states live in memory, or, with `run_dir`, in a run
+directory written by the controller's `RunJournal`, so that a restarted `fit`
+continues the pruning where it was.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import keras
 
-from tf_asap.rounds.controller import (
+from tf_asap.checks import check_choice, check_fraction, check_int
+from tf_asap.core.masks import is_prunable_model, mask_digest
+from tf_asap.errors import ConfigurationError
+from tf_asap.pruning.policies import Policy
+from tf_asap.core.surgery import slim
+from tf_asap.rounds.journal import RunJournal
+from tf_asap.rounds.state import load_state, restore_state, save_state, snapshot_state
+from tf_asap.rounds.step import (
+    DEFAULT_MAX_FRACTION,
+    criterion_name,
+    evaluate_metric,
     evaluate_round,
     format_round_line,
-    labelled_batches,
     measure_threshold_reference,
+    policy_metric,
     prune_filters,
     repeated_round,
     resolve_criterion,
-    restore_state,
     round_record,
-    snapshot_state,
 )
-from tf_asap.errors import ConfigurationError
-from tf_asap.core.masks import is_prunable_model, mask_digest
-from tf_asap.pruning.policies import Policy
+from tf_asap.rounds.training import labelled_batches
 
 __all__ = ["AdaptivePruning"]
 
@@ -67,10 +76,19 @@ class AdaptivePruning(keras.callbacks.Callback):
     as epoch `k`); `"none"` keeps training on.
 
     When `fit` ends before the policy stops, the best acceptable round so far
-    is restored, so the model is always left in an accepted state. The
-    states of acceptable rounds are kept in memory (one copy of the weights
-    and optimizer variables each); use `RoundController` for large models or
-    long runs that must survive a crash.
+    is restored, so the model is always left in an accepted state. Without
+    `run_dir` the states of acceptable rounds are kept in memory (one copy of
+    the weights and optimizer variables each). With `run_dir` they go to a run
+    directory instead (weights and masks; the layout of `RoundController`'s,
+    with the same atomic writes, plus `callback.npz`, the state every round
+    rewinds to): every round is committed as it ends, and a `fit` started
+    again with the same `run_dir` (after a crash, or resumed by Keras'
+    `BackupAndRestore`) restores the last committed round and carries on with
+    the policy's decision; committed rounds are not run again. With
+    `rewind="none"` and a `run_dir`, a rollback restores weights and masks
+    but not the optimizer. With `BackupAndRestore`, list it before
+    `AdaptivePruning` in `callbacks`, so that the pruning's state (restored
+    from `run_dir` when `fit` starts) is the one training continues from.
 
     The threshold `T` is relative (see `tf_asap.pruning.policies`): the attention
     threshold is `T * threshold_reference`, where the reference is measured
@@ -96,12 +114,26 @@ class AdaptivePruning(keras.callbacks.Callback):
             `RoundController`.
         verbose: `1` prints one line per round, `0` is silent. Defaults to
             `1`.
+        test_data: Labelled data that is only reported: its metric at the
+            start and for the final model goes to `test_metrics` (and the
+            round log as `test_<metric>`); no decision uses it. Defaults to
+            `None`.
+        max_fraction: The largest fraction of a group's live channels one
+            round may remove (`threshold_masks`); `None` is the paper's rule.
+            Defaults to `0.5`.
+        run_dir: A directory that makes the pruning durable and resumable
+            (see above). Defaults to `None`: states in memory.
+
+    The policy decides on its `metric` (`"accuracy"` unless it says
+    otherwise); the model must be compiled with it.
 
     Attributes:
         records: One dict per completed round (the controller's log format),
             for `tf_asap.rounds.report.rounds_table` and `plot_rounds`.
         best_round: The round the model was left in, once finished.
         threshold_reference: The attention scale of `T = 1`.
+        test_metrics: `{"metric", "baseline", "final"}` on `test_data`, or
+            `None` without it.
 
     Raises:
         ConfigurationError: For `epochs_per_round < 1`, missing data, an
@@ -128,6 +160,10 @@ class AdaptivePruning(keras.callbacks.Callback):
         rewind="lr",
         skip_unpruned_rounds=True,
         verbose=1,
+        *,
+        test_data=None,
+        max_fraction=DEFAULT_MAX_FRACTION,
+        run_dir=None,
     ):
         super().__init__()
         if not isinstance(policy, Policy):
@@ -139,15 +175,10 @@ class AdaptivePruning(keras.callbacks.Callback):
             raise ConfigurationError(
                 "This policy has already been started; pass a new policy to AdaptivePruning."
             )
-        if (
-            isinstance(epochs_per_round, bool)
-            or not isinstance(epochs_per_round, int)
-            or epochs_per_round < 1
-        ):
-            raise ConfigurationError(
-                "epochs_per_round must be an integer >= 1 (the epochs of training "
-                f"between two pruning rounds); received {epochs_per_round!r}."
-            )
+        epochs_per_round = check_int(
+            "epochs_per_round", epochs_per_round, minimum=1,
+            fix="It is the number of training epochs between two pruning rounds.",
+        )
         if calibration_data is None:
             raise ConfigurationError(
                 "calibration_data is missing: the filters are scored on it. Pass a "
@@ -159,15 +190,12 @@ class AdaptivePruning(keras.callbacks.Callback):
                 "it, and the policy decides on that accuracy. Pass (x_val, y_val) "
                 "or a labelled dataset."
             )
-        if rewind not in _REWIND_MODES:
-            raise ConfigurationError(
-                f"rewind must be one of {_REWIND_MODES}; received {rewind!r}."
-            )
-        objective = policy.objective if objective is None else objective
-        if objective not in ("params", "flops"):
-            raise ConfigurationError(
-                f"objective must be 'params' or 'flops'; received {objective!r}."
-            )
+        check_choice("rewind", rewind, _REWIND_MODES)
+        objective = check_choice(
+            "objective", policy.objective if objective is None else objective, ("params", "flops")
+        )
+        if max_fraction is not None:
+            max_fraction = check_fraction("max_fraction", max_fraction, allow_zero=False)
         self.policy = policy
         self.calibration_data = calibration_data
         self.validation_data = validation_data
@@ -177,7 +205,14 @@ class AdaptivePruning(keras.callbacks.Callback):
         self.rewind = rewind
         self.skip_unpruned_rounds = bool(skip_unpruned_rounds)
         self.verbose = int(verbose)
+        self.test_data = test_data
+        self.max_fraction = max_fraction
+        self.metric, self.mode = policy_metric(policy)
+        self.run_dir = None if run_dir is None else os.fspath(run_dir)
         self.records = []
+        self.test_metrics = None
+        self._journal = None
+        self._test = None
         self.best_round = None
         self.threshold_reference = None
         self._states = {}
@@ -193,7 +228,7 @@ class AdaptivePruning(keras.callbacks.Callback):
     # ---------------------------------------------------------- Keras hooks
     def on_train_begin(self, logs=None):
         model = self.model
-        if self.policy.history:
+        if self._finished or (self.policy.history and self._journal is None):
             # A later fit() with a used callback trains without pruning.
             self._finished = True
             return
@@ -204,18 +239,17 @@ class AdaptivePruning(keras.callbacks.Callback):
             )
         if getattr(model, "optimizer", None) is None:
             raise ConfigurationError("Compile the model before fit().")
-        started = time.monotonic()
         self._validation = labelled_batches(self.validation_data, model, name="validation_data")
-        # What every round rewinds to: the state when training started.
-        self._rewind_state = snapshot_state(model)
-        result, cost = evaluate_round(model, self._validation, 0, 0.0)
-        decision = self.policy.start(result)
-        self._states[0] = snapshot_state(model)
-        self._log(round_record(
-            self.policy, result, decision, cost, epochs=0,
-            wall_time_s=round(time.monotonic() - started, 3), rewinding=self.rewind,
-        ))
-        self._carry_out(decision)
+        if self.test_data is not None:
+            self._test = labelled_batches(self.test_data, model, name="test_data")
+        if self.run_dir is not None:
+            self._journal = RunJournal(self.run_dir, model, self._settings(), bool(self.verbose))
+            with self._journal.locked():
+                manifest = self._journal.open(self.policy)
+            if manifest is not None and manifest.get("policy_state"):
+                self._resume(manifest)
+                return
+        self._start()
 
     def on_epoch_end(self, epoch, logs=None):
         if self._finished or self._threshold is None:
@@ -235,22 +269,90 @@ class AdaptivePruning(keras.callbacks.Callback):
             # Restored again because a stop decided before the first epoch
             # (when the first rounds prune nothing) still lets Keras run
             # that epoch.
-            restore_state(self.model, self._states[self.best_round])
+            self._restore_round(self.best_round)
             self._stopped_in_this_fit = False
             return
         if self._finished or not self.policy.history:
             return
         # fit() ended before the policy stopped: leave the best accepted round.
         best = self.policy.best_round
-        restore_state(self.model, self._states[best])
+        self._restore_round(best)
         self.best_round = best
-        self._finished = True
+        self._finished = self._journal is None  # with a run_dir, a later fit resumes
         self._say(
             f"fit() ended before the pruning policy stopped; restored the best "
             f"acceptable round so far, round {best}."
         )
 
     # ------------------------------------------------------------- helpers
+    def _settings(self):
+        return {
+            "epochs_per_round": self.epochs_per_round,
+            "criterion": criterion_name(self.criterion),
+            "objective": self.objective,
+            "rewind": self.rewind,
+            "skip_unpruned_rounds": self.skip_unpruned_rounds,
+            "metric": self.metric,
+            "mode": self.mode,
+            "max_fraction": self.max_fraction,
+        }
+
+    def _start(self):
+        """Round 0: the model as `fit` starts (the baseline)."""
+        model = self.model
+        started = time.monotonic()
+        # What every round rewinds to: the state when training started.
+        self._rewind_state = snapshot_state(model)
+        if self._journal is not None:
+            save_state(self._journal.directory.callback_rewind, self._rewind_state)
+        result, cost = evaluate_round(model, self._validation, 0, 0.0, self.metric)
+        extra = {}
+        if self._test is not None:
+            baseline = evaluate_metric(model, self._test, self.metric)
+            self.test_metrics = {"metric": self.metric, "baseline": baseline, "final": None}
+            extra[f"test_{self.metric}"] = baseline
+            if self._journal is not None:
+                self._journal.test_metrics = self.test_metrics
+        decision = self.policy.start(result)
+        if self._journal is None:
+            self._states[0] = snapshot_state(model)
+        self._log(result, decision, round_record(
+            self.policy, result, decision, cost, epochs=0,
+            wall_time_s=round(time.monotonic() - started, 3), rewinding=self.rewind, **extra,
+        ))
+        self._carry_out(decision)
+
+    def _resume(self, manifest):
+        """Continues a pruning whose rounds a run directory holds (a restarted fit)."""
+        journal = self._journal
+        self.policy = journal.resume(manifest)
+        self.records = journal.records
+        self.threshold_reference = journal.threshold_reference
+        self.test_metrics = journal.test_metrics
+        self._rewind_state, _ = load_state(journal.directory.callback_rewind)
+        decision = self.policy.last_decision
+        done = self.policy.history[-1].round
+        self._say(
+            f"Resuming the pruning in '{journal.path}' after round {done}: next, "
+            f"{decision.action}."
+        )
+        if decision.action == "prune":
+            # The last committed round was acceptable (or the baseline): its
+            # state is where the next round starts.
+            self._restore_round(done)
+        self._carry_out(decision)
+
+    def _save_round(self, round_number):
+        if self._journal is None:
+            self._states[round_number] = snapshot_state(self.model)
+        # With a run directory, RunJournal.commit writes the checkpoint.
+
+    def _restore_round(self, round_number):
+        if self._journal is None:
+            restore_state(self.model, self._states[round_number])
+        else:
+            self._journal.restore_round(round_number)
+
     def _end_round(self, epochs, repeat=None):
         """Evaluates the round in progress, tells the policy, keeps its state if acceptable.
 
@@ -260,13 +362,15 @@ class AdaptivePruning(keras.callbacks.Callback):
         model = self.model
         round_number = self.policy.next_round
         if repeat is None:
-            result, cost = evaluate_round(model, self._validation, round_number, self._threshold)
+            result, cost = evaluate_round(
+                model, self._validation, round_number, self._threshold, self.metric
+            )
         else:
             result, cost, _ = repeat
         decision = self.policy.observe(result)
         if self.policy.acceptable(result):
-            self._states[round_number] = snapshot_state(model)
-        self._log(round_record(
+            self._save_round(round_number)
+        self._log(result, decision, round_record(
             self.policy, result, decision, cost,
             epochs=epochs,
             pruned_channels=self._pruned,
@@ -278,33 +382,60 @@ class AdaptivePruning(keras.callbacks.Callback):
         ))
         return decision
 
+    def _stop(self, decision):
+        model = self.model
+        self._restore_round(decision.best_round)
+        self.best_round = decision.best_round
+        self._finished = True
+        self._stopped_in_this_fit = True
+        self._threshold = None
+        model.stop_training = True
+        if self._test is not None:
+            self.test_metrics = dict(
+                self.test_metrics or {"metric": self.metric, "baseline": None},
+                final=evaluate_metric(model, self._test, self.metric),
+                best_round=decision.best_round,
+            )
+        if self._journal is not None:
+            self._journal.test_metrics = self.test_metrics
+            with self._journal.locked():
+                self._journal.finish(self.policy, decision.best_round, slim(model))
+        elif self.test_metrics is not None:
+            best = next(r for r in self.records if r["round"] == decision.best_round)
+            best[f"test_{self.metric}"] = self.test_metrics["final"]
+        self._say(f"Pruning done: best round {decision.best_round}. {decision.reason}")
+
+    def _prune(self, decision):
+        """Scores the filters and sets the masks of the decision's threshold."""
+        model = self.model
+        self._round_started = time.monotonic()
+        scores = self.criterion.score(model, self.calibration_data)
+        if self.threshold_reference is None:
+            self.threshold_reference = measure_threshold_reference(scores, model, self.objective)
+            if self._journal is not None:
+                self._journal.threshold_reference = self.threshold_reference
+                with self._journal.locked():
+                    self._journal.write_manifest(self.policy)
+        limit = self.policy.reduction_limit if self.objective == self.policy.objective else None
+        step = prune_filters(
+            model, scores, decision.threshold, self.objective, self.threshold_reference,
+            max_reduction=limit, max_fraction=self.max_fraction,
+        )
+        self._threshold = decision.threshold
+        self._pruned = step.removed
+        self._epochs_in_round = 0
+        return step
+
     def _carry_out(self, decision):
         """Executes the policy's decision and starts the next round."""
         model = self.model
         while True:
             if decision.action == "stop":
-                restore_state(model, self._states[decision.best_round])
-                self.best_round = decision.best_round
-                self._finished = True
-                self._stopped_in_this_fit = True
-                self._threshold = None
-                model.stop_training = True
-                self._say(f"Pruning done: best round {decision.best_round}. {decision.reason}")
+                self._stop(decision)
                 return
             if decision.action == "rollback":
-                restore_state(model, self._states[decision.rollback_to])
-            self._round_started = time.monotonic()
-            scores = self.criterion.score(model, self.calibration_data)
-            if self.threshold_reference is None:
-                self.threshold_reference = measure_threshold_reference(scores, model, self.objective)
-            limit = self.policy.reduction_limit if self.objective == self.policy.objective else None
-            step = prune_filters(
-                model, scores, decision.threshold, self.objective, self.threshold_reference,
-                max_reduction=limit,
-            )
-            self._threshold = decision.threshold
-            self._pruned = step.removed
-            self._epochs_in_round = 0
+                self._restore_round(decision.rollback_to)
+            step = self._prune(decision)
             if not self.skip_unpruned_rounds:
                 break
             if step.removed:
@@ -326,7 +457,12 @@ class AdaptivePruning(keras.callbacks.Callback):
                 weights=self.rewind == "weights", masks=False, optimizer=True,
             )
 
-    def _log(self, record):
+    def _log(self, result, decision, record):
+        if self._journal is not None:
+            with self._journal.locked():
+                self._journal.commit(self.policy, result, decision, record)
+            self.records = self._journal.records
+            return
         self.records.append(record)
         line = format_round_line(record)
         logger.info(line)

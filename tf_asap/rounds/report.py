@@ -9,8 +9,10 @@ left, and the policy's decision. This module turns them into
 - `plot_rounds`: a PNG of the accuracy drop and the parameter and FLOPs
   reduction per round, as in Figure 4 of the paper (appendix A.6), with
   unacceptable rounds, rollbacks and the best round marked;
-- `write_report`: both, written into a run directory (`report.md`,
-  `rounds.png`).
+- `plot_layers`: a PNG of the filters kept per layer against the original,
+  and each layer's share of the pruned model's params and FLOPs;
+- `write_report`: all of them, written into a run directory (`report.md`,
+  `rounds.png`, `layers.png`).
 
 The command line's `report` command uses the same functions. Matplotlib is
 imported only when a plot is drawn, through its object-oriented API (no
@@ -24,19 +26,19 @@ import io
 import json
 import os
 
-from tf_asap.rounds.controller import (
+from tf_asap.errors import ConfigurationError, RunDirectoryError
+from tf_asap.files import atomic_write_bytes, atomic_write_text
+from tf_asap.rounds.run_directory import (  # noqa: F401 - REPORT_NAME, PLOT_NAME re-exported
+    LAYERS_PLOT_NAME,
     LOG_NAME,
     MANIFEST_NAME,
-    atomic_write_bytes,
-    atomic_write_text,
+    PLOT_NAME,
+    REPORT_NAME,
     read_round_log,
 )
-from tf_asap.errors import ConfigurationError, RunDirectoryError
 
-__all__ = ["plot_rounds", "read_rounds", "rounds_table", "write_report"]
+__all__ = ["plot_layers", "plot_rounds", "read_rounds", "rounds_table", "write_report"]
 
-REPORT_NAME = "report.md"
-PLOT_NAME = "rounds.png"
 
 
 def read_rounds(run_dir):
@@ -91,18 +93,24 @@ def rounds_table(records):
     | round | T | accuracy | drop | params left | FLOPs left | decision | ...
     """
     best = _best_round(records)
+    metric = _metric(records)
+    test_key = f"test_{metric}"
+    with_test = any(test_key in record for record in records)
     header = (
-        "| round | T | step | accuracy | accuracy drop | params left | FLOPs left "
-        "| acceptable | decision | epochs | time (s) |"
+        f"| round | T | step | validation {metric} | validation drop "
+        + (f"| test {metric} (reported only) " if with_test else "")
+        + "| params left | FLOPs left | acceptable | decision | epochs | time (s) |"
     )
     lines = [header, _rule(header)]
     for record in records:
+        test_cell = [_value(record.get(test_key), metric)] if with_test else []
         cells = [
             str(record["round"]),
             f"{record.get('threshold', 0.0):.4g}",
             "–" if record.get("step") is None else f"{record['step']:.4g}",
-            _percent(record.get("accuracy")),
-            _percent(record.get("accuracy_drop"), signed=True),
+            _value(record.get("accuracy"), metric),
+            _value(record.get("accuracy_drop"), metric, signed=True),
+            *test_cell,
             _percent(record.get("params_left")),
             _percent(record.get("flops_left")),
             "yes" if record.get("acceptable") else "no",
@@ -114,6 +122,17 @@ def rounds_table(records):
             cells = [f"**{cell}**" if cell else cell for cell in cells]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _metric(records):
+    return (records[0].get("metric") if records else None) or "accuracy"
+
+
+def _value(value, metric, signed=False):
+    """Accuracy-like metrics in percent; any other metric as a plain number."""
+    if metric.endswith("accuracy") or value is None:
+        return _percent(value, signed)
+    return f"{value:+.4g}" if signed else f"{value:.4g}"
 
 
 def _rule(header):
@@ -152,6 +171,17 @@ def _summary(records, manifest):
                 f"{manifest['threshold_reference']:.6g}"
             )
         lines.append(f"- Status: {manifest.get('status')}")
+        lines.append(f"- Decisions on validation data: {settings.get('validation', 'given')}")
+        test = manifest.get("test")
+        if test:
+            metric = test.get("metric", "accuracy")
+            final = test.get("final")
+            lines.append(
+                f"- Test {metric} (reported only): baseline "
+                f"{_value(test.get('baseline'), metric)}"
+                + ("" if final is None else
+                   f", best round {test.get('best_round')} {_value(final, metric)}")
+            )
     if records:
         baseline = records[0]
         lines.append(
@@ -266,6 +296,69 @@ def plot_rounds(records, path=None, title=None):
     return data
 
 
+def plot_layers(layers, path=None, title=None):
+    """Draws filters kept per layer and each layer's share of params and FLOPs.
+
+    The upper panel shows, per prunable layer, its filters as built (light)
+    and kept (dark); the lower one each layer's share of the pruned model's
+    params and FLOPs, so the layers that still dominate the cost stand out.
+
+    Args:
+        layers: Rows of `tf_asap.rounds.journal.layer_summary` (the
+            manifest's `layers`).
+        path: Where to write the PNG (atomically). Defaults to `None`.
+        title: Figure title. Defaults to `None`.
+
+    Returns:
+        The PNG as bytes.
+
+    Raises:
+        ConfigurationError: If `layers` is empty.
+        ImportError: If matplotlib is not installed.
+    """
+    if not layers:
+        raise ConfigurationError(
+            "No layers to plot: the run has not finished (the manifest lists the "
+            "best round's layers once it has)."
+        )
+    # Lazy: matplotlib is an optional dependency.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = [row["name"] for row in layers]
+    positions = list(range(len(names)))
+    figure = Figure(figsize=(max(6.4, 0.45 * len(names)), 5.6), dpi=120)
+    FigureCanvasAgg(figure)
+    top, bottom = figure.subplots(2, 1, sharex=True)
+    top.bar(positions, [row["filters"] for row in layers], color="lightgray", label="original")
+    top.bar(positions, [row["kept"] for row in layers], color="tab:blue", label="kept")
+    top.set_ylabel("filters")
+    total_params = sum(row["effective_params"] for row in layers) or 1
+    total_flops = sum(row["effective_flops"] for row in layers) or 1
+    width = 0.4
+    bottom.bar([p - width / 2 for p in positions],
+               [100 * row["effective_params"] / total_params for row in layers],
+               width, color="tab:green", label="share of params")
+    bottom.bar([p + width / 2 for p in positions],
+               [100 * row["effective_flops"] / total_flops for row in layers],
+               width, color="tab:orange", label="share of FLOPs")
+    bottom.set_ylabel("share of pruned model (%)")
+    bottom.set_xticks(positions)
+    bottom.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
+    for axis in (top, bottom):
+        axis.grid(True, axis="y", alpha=0.3)
+        axis.legend(fontsize=7, loc="best")
+    if title:
+        top.set_title(title)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    data = buffer.getvalue()
+    if path is not None:
+        atomic_write_bytes(path, data)
+    return data
+
+
 def _parents(records):
     """`{round: the round it was pruned from}`, following rollbacks."""
     parents = {}
@@ -310,6 +403,14 @@ def write_report(run_dir):
     except ImportError:
         plot_path = None
         plot_line = "(Install matplotlib for the round plot.)\n"
+    layers_path = None
+    if manifest and manifest.get("layers"):
+        try:
+            layers_path = os.path.join(directory, LAYERS_PLOT_NAME)
+            plot_layers(manifest["layers"], layers_path, title=title)
+            plot_line += f"\n![filters kept and cost share per layer]({LAYERS_PLOT_NAME})\n"
+        except ImportError:
+            layers_path = None
     text = (
         f"# Pruning run `{os.path.basename(os.path.abspath(directory))}`\n\n"
         + _summary(records, manifest)
@@ -320,4 +421,4 @@ def write_report(run_dir):
     )
     report_path = os.path.join(directory, REPORT_NAME)
     atomic_write_text(report_path, text)
-    return {"report": report_path, "plot": plot_path}
+    return {"report": report_path, "plot": plot_path, "layers_plot": layers_path}
