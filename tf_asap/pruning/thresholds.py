@@ -33,23 +33,24 @@ import math
 
 import numpy as np
 
+from tf_asap.core.channels import analyze
 from tf_asap.core.counting import count_cost
+from tf_asap.core.keras_graph import find_layer_names
+from tf_asap.core.masks import get_masks
 from tf_asap.errors import ConfigurationError, MaskError
-from tf_asap.core.graph import channel_groups, find_layer_names
-from tf_asap.core.masks import apply_masks, get_masks
 
 OBJECTIVES = ("params", "flops")
 SCOPES = ("group", "global")
 
 
-def _prunable_groups(model, ignored_layers):
+def _prunable_groups(analysis, ignored_layers):
     """The groups this round may prune, in graph order."""
     ignored = {getattr(item, "name", item) for item in (ignored_layers or [])}
     if ignored:
-        find_layer_names(model, sorted(ignored), "ignored_layers")
+        find_layer_names(analysis.model, sorted(ignored), "ignored_layers", graph=analysis.graph)
     return [
         group
-        for group in channel_groups(model)
+        for group in analysis.groups
         if group.prunable and group.name not in ignored and not ignored.intersection(group.producers)
     ]
 
@@ -128,11 +129,12 @@ def group_costs(model, objective="params", ignored_layers=None):
         producer layers under the current masks (see the module docstring).
     """
     _check_objective(objective)
-    return _group_costs(model, _prunable_groups(model, ignored_layers), objective)
+    analysis = analyze(model)
+    return _group_costs(analysis, _prunable_groups(analysis, ignored_layers), objective)
 
 
-def _group_costs(model, groups, objective):
-    cost = count_cost(model)
+def _group_costs(analysis, groups, objective):
+    cost = count_cost(analysis.model, analysis=analysis)
     field = "effective_params" if objective == "params" else "effective_flops"
     return {
         group.name: sum(getattr(cost.layer(name), field) for name in group.producers) for group in groups
@@ -166,11 +168,12 @@ def group_thresholds(model, threshold, objective="params", reference=1.0, ignore
             non-positive `reference` or an unknown `objective`.
     """
     _check_threshold_arguments(threshold, objective, reference)
-    return _thresholds(model, _prunable_groups(model, ignored_layers), threshold, objective, reference)
+    analysis = analyze(model)
+    return _thresholds(analysis, _prunable_groups(analysis, ignored_layers), threshold, objective, reference)
 
 
-def _thresholds(model, groups, threshold, objective, reference):
-    costs = _group_costs(model, groups, objective)
+def _thresholds(analysis, groups, threshold, objective, reference):
+    costs = _group_costs(analysis, groups, objective)
     total = sum(costs.values())
     if total == 0:
         return {name: 0.0 for name in costs}
@@ -256,10 +259,11 @@ def threshold_masks(
         raise ConfigurationError(
             f"max_fraction must be in (0, 1] or None (no cap); received {max_fraction!r}."
         )
-    groups = _prunable_groups(model, ignored_layers)
+    analysis = analyze(model)
+    groups = _prunable_groups(analysis, ignored_layers)
     values = _check_scores(groups, scores)
-    thresholds = _thresholds(model, groups, threshold, objective, reference)
-    current = get_masks(model)
+    thresholds = _thresholds(analysis, groups, threshold, objective, reference)
+    current = get_masks(model, analysis=analysis)
     masks = {}
     for group in groups:
         alive = np.asarray(current[group.name], bool)
@@ -268,22 +272,22 @@ def threshold_masks(
             keep = _cap_removals(alive, keep, values[group.name], max_fraction)
         masks[group.name] = _respect_min_filters(group, alive, keep, values[group.name])
     if max_reduction is not None:
-        masks = _limit_reduction(model, current, masks, values, thresholds, objective, max_reduction)
+        masks = _limit_reduction(analysis, current, masks, values, thresholds, objective, max_reduction)
     return masks
 
 
-def _reduction_under(model, masks, objective):
-    apply_masks(model, masks)
-    cost = count_cost(model)
+def _reduction_under(analysis, masks, objective):
+    """The reduction `masks` would give, priced without writing them into the model."""
+    cost = count_cost(analysis.model, masks=masks, analysis=analysis)
     return cost.params_reduction if objective == "params" else cost.flops_reduction
 
 
-def _limit_reduction(model, current, masks, values, thresholds, objective, max_reduction):
+def _limit_reduction(analysis, current, masks, values, thresholds, objective, max_reduction):
     """Gives back this round's pruned filters until the reduction is <= `max_reduction`.
 
-    The model's masks are left as they were (`current`); only the returned
-    masks change. Restoring filters only adds cost, so the fewest filters to
-    give back are found by bisection over the ordered candidates.
+    The model is never touched: candidate masks are priced by `count_cost`.
+    Restoring filters only adds cost, so the fewest filters to give back are
+    found by bisection over the ordered candidates.
     """
     if isinstance(max_reduction, bool) or not isinstance(max_reduction, (int, float, np.number)) or not 0 < max_reduction <= 1:
         raise ConfigurationError(
@@ -308,19 +312,16 @@ def _limit_reduction(model, current, masks, values, thresholds, objective, max_r
             trial[name][index] = True
         return trial
 
-    try:
-        if _reduction_under(model, masks, objective) <= max_reduction:
-            return masks
-        low, high = 1, len(candidates)  # restoring all gives the current reduction
-        while low < high:
-            middle = (low + high) // 2
-            if _reduction_under(model, with_restored(middle), objective) <= max_reduction:
-                high = middle
-            else:
-                low = middle + 1
-        return with_restored(low)
-    finally:
-        apply_masks(model, {name: current[name] for name in masks})
+    if _reduction_under(analysis, masks, objective) <= max_reduction:
+        return masks
+    low, high = 1, len(candidates)  # restoring all gives the current reduction
+    while low < high:
+        middle = (low + high) // 2
+        if _reduction_under(analysis, with_restored(middle), objective) <= max_reduction:
+            high = middle
+        else:
+            low = middle + 1
+    return with_restored(low)
 
 
 def _cap_removals(alive, keep, scores, max_fraction):
@@ -425,9 +426,10 @@ def ratio_masks(model, scores, fraction, scope="group", ignored_layers=None):
         )
     if scope not in SCOPES:
         raise ConfigurationError(f"scope must be 'group' or 'global'; received {scope!r}.")
-    groups = _prunable_groups(model, ignored_layers)
+    analysis = analyze(model)
+    groups = _prunable_groups(analysis, ignored_layers)
     values = _check_scores(groups, scores)
-    current = get_masks(model)
+    current = get_masks(model, analysis=analysis)
     alive = {group.name: np.asarray(current[group.name], bool) for group in groups}
     masks = {name: keep.copy() for name, keep in alive.items()}
 
