@@ -489,6 +489,8 @@ class _Walk:
         in_shapes = [self.graph.shape(k) for k in call.inputs]
         out_shapes = [self.graph.shape(k) for k in call.outputs]
         reason = rule.blocking_reason(layer, in_shapes, out_shapes)
+        if not reason and not keras_graph.has_only_scalar_constants(call):
+            reason = f"operation '{name}' combines the channels with a constant array"
         if rule.kind == "producer":
             return self.produce(call, layer, rule, reason)
         if rule.kind == "channelwise":

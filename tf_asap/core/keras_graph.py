@@ -16,6 +16,8 @@ the `FlatGraph` built here. The private attributes read, and why:
   layer was called with, to call the replacement layer the same way.
 - `Operation._inbound_nodes` / `_outbound_nodes`: left out of a layer's deep
   copy (`detached_copy`), so the copy does not drag the old graph along.
+- `Node.arguments.args` / `.kwargs`: the constants an operation was called
+  with (`x * 3.0`), checked by `constant_arguments`.
 """
 
 import copy
@@ -23,6 +25,7 @@ import dataclasses
 import difflib
 
 import keras
+import numpy as np
 from keras import tree
 
 from tf_asap.errors import ConfigurationError, UnsupportedModelError
@@ -245,3 +248,34 @@ def detached_copy(layer):
     """
     memo = {id(layer._inbound_nodes): [], id(layer._outbound_nodes): []}
     return copy.deepcopy(layer, memo)
+
+
+def constant_arguments(call):
+    """The non-tensor values an operation was called with, e.g. `3.0` in `x * 3.0`."""
+    arguments = call.node.arguments
+    leaves = tree.flatten((arguments.args, arguments.kwargs))
+    return [leaf for leaf in leaves if not isinstance(leaf, keras.KerasTensor) and leaf is not None]
+
+
+def has_only_scalar_constants(call):
+    """Whether every constant argument of `call` is a single number (broadcast to every channel)."""
+    for value in constant_arguments(call):
+        if isinstance(value, (str, bool)):
+            continue
+        try:
+            if np.size(value) != 1:
+                return False
+        except Exception:  # noqa: BLE001 - an argument numpy cannot size is not a scalar
+            return False
+    return True
+
+
+def operation_class(function, rank=4):
+    """The class of the `keras.ops` operation `function` records in a functional graph.
+
+    `keras.ops` calls in a functional model (`x + 3.0`, `keras.ops.relu(x)`)
+    become graph operations whose classes Keras does not export publicly;
+    tracing the function on a symbolic tensor finds them.
+    """
+    tensor = keras.KerasTensor((None,) * (rank - 1) + (2,))
+    return type(function(tensor)._keras_history.operation)

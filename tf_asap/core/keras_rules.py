@@ -6,6 +6,7 @@ rule and block the channel groups they touch, with a reason naming them.
 
 import keras
 
+from tf_asap.core.keras_graph import operation_class
 from tf_asap.core.rules import (
     LayerRule,
     activation_name,
@@ -192,3 +193,18 @@ register_layer(
     LayerRule("blocks", reason="mixes channels across attention heads (pruning heads is not supported yet)"),
 )
 register_layer(L.Softmax, LayerRule("blocks", reason="normalizes across channels"))
+
+
+# Operations recorded by keras.ops calls in a functional model (`x + 3.0`,
+# `keras.ops.relu(x)`, MobileNetV3's hard-swish). A constant argument must be
+# a single number: the analysis blocks a per-channel constant array.
+_OPS = keras.ops
+for _function in (
+    lambda t: t + t, lambda t: t - t, lambda t: t * t, lambda t: _OPS.divide(t, t),
+    lambda t: _OPS.maximum(t, t), lambda t: _OPS.minimum(t, t),
+):
+    register_layer(operation_class(_function), LayerRule("merge", nonlinear=False))
+for _function in (_OPS.relu, _OPS.relu6, _OPS.silu, _OPS.gelu, _OPS.hard_silu, _OPS.elu, _OPS.leaky_relu):
+    register_layer(operation_class(_function), LayerRule("channelwise", nonlinear=True))
+for _function in (_OPS.sigmoid, _OPS.hard_sigmoid, _OPS.tanh, _OPS.abs, _OPS.square, _OPS.negative):
+    register_layer(operation_class(_function), LayerRule("channelwise", nonlinear=False))

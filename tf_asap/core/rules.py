@@ -165,7 +165,8 @@ def register_layer(layer_class, rule):
     Registering a class again replaces its rule.
 
     Args:
-        layer_class: A `keras.layers.Layer` subclass.
+        layer_class: A `keras.layers.Layer` subclass (or a `keras.Operation`
+            subclass, for operations recorded by `keras.ops` calls).
         rule: A `LayerRule`.
 
     Raises:
@@ -182,7 +183,7 @@ def register_layer(layer_class, rule):
     >>> tf_asap.register_layer(ChannelScale,
     ...     tf_asap.LayerRule("channelwise", weight_axes={"scale": {0: "in"}}))
     """
-    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
+    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.Operation)):
         raise ConfigurationError(
             f"register_layer expects a keras.layers.Layer subclass; received {layer_class!r}. "
             "Pass the class itself, e.g. register_layer(MyLayer, rule)."
