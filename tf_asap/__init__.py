@@ -42,7 +42,8 @@ from tf_asap.export import (
     run_tflite,
     run_tflite_micro,
 )
-from tf_asap.core.channels import ChannelGroup, ChannelRef, channel_groups
+from tf_asap.core.analysis import channel_groups
+from tf_asap.core.channels import ChannelGroup, ChannelRef
 from tf_asap.core.rules import LayerRule, register_layer
 from tf_asap.inputs import as_batches
 from tf_asap.pruning.importance import (

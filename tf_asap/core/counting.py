@@ -20,7 +20,7 @@ import dataclasses
 import numpy as np
 
 from tf_asap.core import rules
-from tf_asap.core.channels import analyze
+from tf_asap.core.analysis import analyze
 from tf_asap.core.layers import unwrap
 from tf_asap.core.masks import is_prunable_model
 from tf_asap.errors import UnsupportedModelError

@@ -13,7 +13,7 @@ import numpy as np
 
 from tf_asap.checks import check_int
 from tf_asap.core import keras_graph, rules
-from tf_asap.core.channels import analyze
+from tf_asap.core.analysis import analyze
 from tf_asap.core.layers import MaskedLayer, clone_layer, is_maskable
 from tf_asap.errors import ConfigurationError, MaskError, UnsupportedModelError
 

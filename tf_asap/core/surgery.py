@@ -20,7 +20,7 @@ masked one, up to float rounding.
 import numpy as np
 
 from tf_asap.core import keras_graph, rules
-from tf_asap.core.channels import analyze
+from tf_asap.core.analysis import analyze
 from tf_asap.core.layers import clone_layer, unwrap
 from tf_asap.core.masks import is_prunable_model
 

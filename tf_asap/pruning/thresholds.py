@@ -33,7 +33,7 @@ import math
 
 import numpy as np
 
-from tf_asap.core.channels import analyze
+from tf_asap.core.analysis import analyze
 from tf_asap.core.counting import count_cost
 from tf_asap.core.keras_graph import find_layer_names
 from tf_asap.core.masks import get_masks
