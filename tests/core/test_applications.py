@@ -83,17 +83,3 @@ def test_application_slims_to_the_masked_function(name, build):
     assert not np.allclose(masked, dense)  # The masks change the function...
     np.testing.assert_allclose(slimmed, masked, atol=1e-4 * scale, rtol=0)  # ...and slimming keeps it.
     assert small.count_params() < model.count_params()
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not RUN_SLOW, reason="slow: set TF_ASAP_SLOW=1 for the full sweep")
-def test_a_registered_rule_unblocks_inception_resnet_scaled_residuals():
-    model = apps.InceptionResNetV2(weights=None, input_shape=(75, 75, 3), classes=5, classifier_activation=None)
-    scale_layer = next(layer for layer in model.layers if type(layer).__name__ == "CustomScaleLayer")
-    before = asap.channel_groups(model)
-    assert any("CustomScaleLayer" in group.reason for group in before)
-    # CustomScaleLayer computes x + scale * residual: an element-wise merge.
-    asap.register_layer(type(scale_layer), asap.LayerRule("merge"))
-    after = asap.channel_groups(model)
-    assert not any("CustomScaleLayer" in group.reason for group in after)
-    assert sum(g.size for g in after if g.prunable) > sum(g.size for g in before if g.prunable)

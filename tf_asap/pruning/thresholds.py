@@ -42,11 +42,12 @@ import math
 
 import numpy as np
 
+from tf_asap.checks import check_choice, check_fraction, check_number
 from tf_asap.core.analysis import analyze
 from tf_asap.core.counting import count_cost
 from tf_asap.core.keras_graph import find_layer_names
 from tf_asap.core.masks import get_masks
-from tf_asap.errors import ConfigurationError, MaskError
+from tf_asap.errors import MaskError
 
 OBJECTIVES = ("params", "flops")
 SCOPES = ("group", "global")
@@ -65,23 +66,12 @@ def _prunable_groups(analysis, ignored_layers):
 
 
 def _check_objective(objective):
-    if objective not in OBJECTIVES:
-        raise ConfigurationError(
-            f"objective must be 'params' or 'flops' (what the layer-aware "
-            f"thresholds weigh groups by); received {objective!r}."
-        )
+    check_choice("objective", objective, OBJECTIVES, fix="It says what the layer-aware thresholds weigh groups by.")
 
 
 def _check_threshold_arguments(threshold, objective, reference):
-    for name, value, low in (("threshold", threshold, "a number >= 0"), ("reference", reference, "a number > 0")):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value):
-            raise ConfigurationError(f"{name} must be {low}; received {value!r}.")
-    if threshold < 0:
-        raise ConfigurationError(
-            f"threshold must be >= 0 (T = 0 prunes only filters that score 0); received {threshold!r}."
-        )
-    if reference <= 0:
-        raise ConfigurationError(f"reference must be > 0; received {reference!r}.")
+    check_number("threshold", threshold, low=0.0, fix="T = 0 prunes only filters that score 0.")
+    check_number("reference", reference, low=0.0, low_open=True)
     _check_objective(objective)
 
 
@@ -262,14 +252,7 @@ def threshold_masks(
     >>> tf_asap.apply_masks(pm, masks)
     """
     _check_threshold_arguments(threshold, objective, reference)
-    if max_fraction is not None and (
-        isinstance(max_fraction, bool)
-        or not isinstance(max_fraction, (int, float, np.number))
-        or not 0 < max_fraction <= 1
-    ):
-        raise ConfigurationError(
-            f"max_fraction must be in (0, 1] or None (no cap); received {max_fraction!r}."
-        )
+    check_fraction("max_fraction", max_fraction, allow_zero=False, allow_none=True, fix="Pass None for no cap (the paper's rule).")
     analysis = analyze(model)
     groups = _prunable_groups(analysis, ignored_layers)
     values = _check_scores(groups, scores)
@@ -300,10 +283,7 @@ def _limit_reduction(analysis, current, masks, values, thresholds, objective, ma
     Restoring filters only adds cost, so the fewest filters to give back are
     found by bisection over the ordered candidates.
     """
-    if isinstance(max_reduction, bool) or not isinstance(max_reduction, (int, float, np.number)) or not 0 < max_reduction <= 1:
-        raise ConfigurationError(
-            f"max_reduction must be in (0, 1] or None (no limit); received {max_reduction!r}."
-        )
+    check_fraction("max_reduction", max_reduction, allow_zero=False, fix="Pass None for no limit.")
     candidates = []
     for name, keep in masks.items():
         threshold = thresholds[name]
@@ -430,13 +410,10 @@ def ratio_masks(model, scores, fraction, scope="group", ignored_layers=None):
 
     >>> masks = ratio_masks(pm, L1Norm().score(pm), fraction=0.05)  # ILP, 5% a round
     """
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.number)) or not 0 <= fraction < 1:
-        raise ConfigurationError(
-            f"fraction must be a number in [0, 1) (the share of remaining filters "
-            f"to prune each round, e.g. 0.05); received {fraction!r}."
-        )
-    if scope not in SCOPES:
-        raise ConfigurationError(f"scope must be 'group' or 'global'; received {scope!r}.")
+    check_fraction(
+        "fraction", fraction, allow_one=False, fix="It is the share of remaining filters to prune each round, e.g. 0.05."
+    )
+    check_choice("scope", scope, SCOPES)
     analysis = analyze(model)
     groups = _prunable_groups(analysis, ignored_layers)
     values = _check_scores(groups, scores)
