@@ -14,6 +14,7 @@ import argparse
 import collections
 import datetime
 import os
+import re
 import sys
 import time
 
@@ -45,11 +46,25 @@ FAMILIES = {
 }
 
 
+def randomize_layer_scales(model, seed=0):
+    """ConvNeXt's LayerScale starts at 1e-6, which would hide any difference in its blocks."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if type(layer).__name__ == "LayerScale":
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32") for w in layer.weights])
+    return model
+
+
+def reason_kind(reason):
+    """A blocking reason without layer names, so that reasons of one kind count together."""
+    return re.sub(r"'[^']*'", "'…'", reason).split(" (")[0].split(", ")[0]
+
+
 def measure(name):
     build, size, options = FAMILIES[name]
-    model = randomize_batchnorm(
+    model = randomize_layer_scales(randomize_batchnorm(
         build(weights=None, input_shape=(size, size, 3), classes=5, classifier_activation=None, **options)
-    )
+    ))
     pm = asap.make_prunable(model)
     groups = asap.channel_groups(pm)
     rng = np.random.default_rng(0)
@@ -65,7 +80,7 @@ def measure(name):
     slim_seconds = time.perf_counter() - start
     x = rng.normal(size=(2, size, size, 3)).astype("float32")
     masked, slimmed = np.asarray(pm(x, training=False)), np.asarray(small(x, training=False))
-    reasons = collections.Counter(g.reason.split(" (")[0][:70] for g in groups if not g.prunable)
+    reasons = collections.Counter(reason_kind(g.reason) for g in groups if not g.prunable)
     return {
         "family": f"{name} {size}x{size}",
         "groups": len(groups),

@@ -126,3 +126,15 @@ def test_keras_ops_in_the_graph_pass_channels_unless_a_constant_is_per_channel()
     assert not groups["c"].prunable and "constant array" in groups["c"].reason
     drop_half(pm)
     assert_slim_matches(pm, asap.slim(pm))
+
+
+def test_division_by_a_tensor_blocks_but_division_by_a_number_passes():
+    inputs = keras.Input((4, 4, 2))
+    a = layers.Conv2D(4, 1, name="a")(inputs)
+    b = layers.Conv2D(4, 1, name="b")(inputs)
+    c = layers.Conv2D(4, 1, name="c")(inputs)
+    x = layers.Concatenate()([keras.ops.divide(a, b), keras.ops.divide(c, 6.0)])
+    outputs = layers.Dense(2)(layers.Flatten()(layers.Conv2D(3, 1, name="d")(x)))
+    groups = groups_of(keras.Model(inputs, outputs))
+    assert not groups["a"].prunable and "divide by zero" in groups["a"].reason
+    assert groups["c"].prunable

@@ -200,10 +200,18 @@ register_layer(L.Softmax, LayerRule("blocks", reason="normalizes across channels
 # a single number: the analysis blocks a per-channel constant array.
 _OPS = keras.ops
 for _function in (
-    lambda t: t + t, lambda t: t - t, lambda t: t * t, lambda t: _OPS.divide(t, t),
-    lambda t: _OPS.maximum(t, t), lambda t: _OPS.minimum(t, t),
+    lambda t: t + t, lambda t: t - t, lambda t: t * t, lambda t: _OPS.maximum(t, t), lambda t: _OPS.minimum(t, t),
 ):
     register_layer(operation_class(_function), LayerRule("merge", nonlinear=False))
+
+
+def _divides_by_a_tensor(layer, input_shapes, output_shapes):
+    if len(input_shapes) > 1:
+        return f"operation '{layer.name}' divides by a tensor (a pruned channel would divide by zero)"
+    return ""
+
+
+register_layer(operation_class(lambda t: _OPS.divide(t, t)), LayerRule("merge", nonlinear=False, check=_divides_by_a_tensor))
 for _function in (_OPS.relu, _OPS.relu6, _OPS.silu, _OPS.gelu, _OPS.hard_silu, _OPS.elu, _OPS.leaky_relu):
     register_layer(operation_class(_function), LayerRule("channelwise", nonlinear=True))
 for _function in (_OPS.sigmoid, _OPS.hard_sigmoid, _OPS.tanh, _OPS.abs, _OPS.square, _OPS.negative):

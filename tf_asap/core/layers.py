@@ -56,8 +56,9 @@ class MaskedLayer(keras.layers.Wrapper):
     """Wraps a convolution or dense layer with filter and input masks.
 
     Args:
-        layer: The layer to wrap: a `Conv1D`, `Conv2D`, `Conv2DTranspose`,
-            `SeparableConv2D` or `Dense`.
+        layer: The layer to wrap: one whose class has a producer rule
+            (`tf_asap.core.rules`): a convolution, `Dense`, or a registered
+            custom layer.
         min_filters: The fewest output channels pruning may leave in this
             layer's channel group. Defaults to `1`.
         prunable: Whether this layer's output channels may be pruned. Layers

@@ -41,9 +41,10 @@ def make_prunable(model, ignored_layers=None, min_filters=1):
 
     The copy is a flat functional model (nested models such as a
     `keras.applications` backbone are inlined) with the same layer names and
-    weights. Every `Conv1D`, `Conv2D`, `Conv2DTranspose`, `SeparableConv2D`
-    and `Dense` becomes a `tf_asap.core.layers.MaskedLayer` with all masks set to
-    one, so the copy computes exactly what `model` computes until masks are
+    weights. Every layer with a producer rule (`Conv1D/2D/3D`, their
+    transposed and separable forms, `Dense`, and custom layers registered with
+    `tf_asap.register_layer`) becomes a `tf_asap.core.layers.MaskedLayer` with
+    all masks set to one, so the copy computes exactly what `model` computes until masks are
     applied. The original model is not modified. The copy is not compiled:
     compile it as you would the original.
 
