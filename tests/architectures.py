@@ -164,6 +164,72 @@ def sequential_cnn():
     )
 
 
+def se_reshape():
+    """Squeeze-and-excitation written the usual way: pool -> Dense -> Dense -> Reshape((1, 1, C)) -> Multiply."""
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(8, 3, padding="same", name="c")(inputs)
+    x = layers.BatchNormalization(name="c_bn")(x)
+    x = layers.Activation("swish", name="c_act")(x)
+    s = layers.GlobalAveragePooling2D(name="squeeze_pool")(x)
+    s = layers.Dense(4, activation="relu", name="squeeze")(s)
+    s = layers.Dense(8, activation="sigmoid", name="excite")(s)
+    s = layers.Reshape((1, 1, 8), name="excite_reshape")(s)
+    x = layers.Multiply(name="scale")([x, s])
+    x = layers.Conv2D(6, 1, name="project")(x)
+    x = layers.BatchNormalization(name="project_bn")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(3, name="logits")(x)
+    return randomize_batchnorm(keras.Model(inputs, outputs, name="se_reshape"))
+
+
+def convnext_block():
+    """ConvNeXt-style: depthwise 7x7, LayerNormalization, Dense MLP on the feature map, residual add."""
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(8, 2, strides=2, name="stem")(inputs)
+    shortcut = x
+    y = layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    y = layers.LayerNormalization(epsilon=1e-6, name="ln")(y)
+    y = layers.Dense(32, name="pw1")(y)
+    y = layers.Activation("gelu", name="gelu")(y)
+    y = layers.Dense(8, name="pw2")(y)
+    x = layers.Add(name="residual")([shortcut, y])
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(3, name="logits")(x)
+    return keras.Model(inputs, outputs, name="convnext_block")
+
+
+def lambda_middle():
+    """A Lambda between two convolutions: its channels stay, the rest is pruned."""
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(6, 3, padding="same", activation="relu", name="before")(inputs)
+    x = layers.Lambda(lambda t: t * 2.0 + 1.0, name="lambda")(x)
+    x = layers.Conv2D(8, 3, padding="same", name="after")(x)
+    x = layers.BatchNormalization(name="after_bn")(x)
+    x = layers.ReLU(name="after_relu")(x)
+    x = layers.Conv2D(4, 1, activation="relu", name="last")(x)
+    x = layers.Flatten()(x)
+    outputs = layers.Dense(3, name="logits")(x)
+    return randomize_batchnorm(keras.Model(inputs, outputs, name="lambda_middle"))
+
+
+def decoder_chain():
+    """Rescaling at the input, Conv2DTranspose / UpSampling / Cropping / ZeroPadding / Permute chains."""
+    inputs = keras.Input((6, 6, 2))
+    x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    x = layers.Conv2D(6, 3, padding="same", activation="relu", name="enc")(x)
+    x = layers.Conv2DTranspose(5, 3, strides=2, padding="same", name="up_conv")(x)
+    x = layers.BatchNormalization(name="up_bn")(x)
+    x = layers.ReLU(name="up_relu")(x)
+    x = layers.UpSampling2D(2, name="up")(x)
+    x = layers.Cropping2D(((1, 1), (2, 0)), name="crop")(x)
+    x = layers.ZeroPadding2D(1, name="pad")(x)
+    x = layers.Permute((2, 1, 3), name="transpose_hw")(x)
+    x = layers.Conv2D(4, 3, activation="relu", name="dec")(x)
+    x = layers.GlobalMaxPooling2D()(x)
+    outputs = layers.Dense(2, name="logits")(x)
+    return randomize_batchnorm(keras.Model(inputs, outputs, name="decoder_chain"))
+
+
 ARCHITECTURES = {
     "plain_cnn": plain_cnn,
     "vgg_bn": vgg_bn,
@@ -174,4 +240,8 @@ ARCHITECTURES = {
     "resnet50": resnet50,
     "nested_backbone": nested_backbone,
     "sequential_cnn": sequential_cnn,
+    "se_reshape": se_reshape,
+    "convnext_block": convnext_block,
+    "lambda_middle": lambda_middle,
+    "decoder_chain": decoder_chain,
 }

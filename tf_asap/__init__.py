@@ -4,6 +4,7 @@ The public API, in the order data flows through it:
 
 - masks: `make_prunable`, `apply_masks`, `get_masks`, `strip_masks`;
 - graph: `channel_groups`, `ChannelGroup` (which channels are pruned together);
+  `register_layer`, `LayerRule` (teach tf_asap a custom layer's channels);
 - counting: `count_cost` (params and FLOPs, dense and effective);
 - statistics and importance: `collect_activation_stats`, `tf_asap.pruning.importance`;
 - thresholds: `threshold_masks`, `ratio_masks`, `attention_reference`;
@@ -41,7 +42,9 @@ from tf_asap.export import (
     run_tflite,
     run_tflite_micro,
 )
-from tf_asap.core.graph import ChannelGroup, ChannelRef, channel_groups
+from tf_asap.core.analysis import channel_groups
+from tf_asap.core.channels import ChannelGroup, ChannelRef
+from tf_asap.core.rules import LayerRule, register_layer
 from tf_asap.inputs import as_arrays, as_batches
 from tf_asap.pruning.importance import (
     APoZ,
@@ -102,6 +105,7 @@ __all__ = [
     "L1Norm",
     "L2Norm",
     "latency_report",
+    "LayerRule",
     "LatencyRow",
     "LayerCost",
     "load_arrays",
@@ -117,6 +121,7 @@ __all__ = [
     "RandomScore",
     "ratio_masks",
     "recipe",
+    "register_layer",
     "render_latency_table",
     "report",
     "RoundController",

@@ -1,7 +1,10 @@
 import keras
 import numpy as np
+import pytest
 
 import tf_asap as asap
+from tf_asap.errors import MaskError
+from tests import architectures
 
 layers = keras.layers
 
@@ -66,3 +69,26 @@ def test_table_lists_weighted_layers_and_total():
     outputs = layers.Dense(2, name="fc")(layers.Flatten()(inputs))
     table = asap.count_cost(keras.Model(inputs, outputs)).to_table()
     assert "fc" in table and "total" in table and "flatten" not in table
+
+
+def test_candidate_masks_are_priced_without_touching_the_model():
+    pm = asap.make_prunable(architectures.resnet20(input_shape=(8, 8, 3), blocks=1))
+    candidate = {}
+    for group in asap.channel_groups(pm):
+        if group.prunable:
+            keep = np.ones(group.size, bool)
+            keep[::3] = False
+            candidate[group.name] = keep
+    before = asap.get_masks(pm)
+    priced = asap.count_cost(pm, masks=candidate)
+    assert all(np.array_equal(keep, asap.get_masks(pm)[name]) for name, keep in before.items())
+    asap.apply_masks(pm, candidate)
+    applied = asap.count_cost(pm)
+    assert (priced.effective_params, priced.effective_flops) == (applied.effective_params, applied.effective_flops)
+    assert priced.effective_params < priced.params
+
+
+def test_candidate_mask_for_an_unknown_group_gets_a_clear_error():
+    pm = asap.make_prunable(architectures.plain_cnn())
+    with pytest.raises(MaskError, match="'conv9'.*ChannelGroup.name"):
+        asap.count_cost(pm, masks={"conv9": np.ones(3, bool)})

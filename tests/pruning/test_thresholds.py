@@ -59,13 +59,60 @@ def test_group_thresholds_use_remaining_cost_after_pruning():
     assert thresholds == pytest.approx({"conv1": 1728 / 2808, "conv2": 1080 / 2808})
 
 
-def test_residual_group_cost_sums_its_producers():
+def test_residual_group_is_priced_as_its_mean_producer():
     model = tf_asap.make_prunable(resnet20(input_shape=(8, 8, 3), blocks=2, widths=(4, 8, 8)))
     group = next(g for g in tf_asap.channel_groups(model) if g.prunable and len(g.producers) > 1)
     cost = tf_asap.count_cost(model)
-    expected = sum(cost.layer(name).effective_params for name in group.producers)
-    assert group_costs(model)[group.name] == expected
+    expected = np.mean([cost.layer(name).effective_params for name in group.producers])
+    assert group_costs(model)[group.name] == pytest.approx(expected)
 
+
+def test_identical_scores_prune_a_residual_stage_like_the_layers_of_its_size():
+    # Algorithm 3 gives each layer its own share. The stage-3 residual group of
+    # resnet56 couples 10 producers; priced as their sum it was pruned ~10x
+    # harder than the inner layers of the same stage (36x the median group).
+    model = tf_asap.make_prunable(tf_asap.build_model("resnet56", input_shape=(8, 8, 3)))
+    groups = [g for g in tf_asap.channel_groups(model) if g.prunable]
+    scores = {g.name: np.random.default_rng(index).permutation(np.linspace(0.01, 1.0, g.size)) for index, g in enumerate(groups)}
+    reference = attention_reference(scores)
+    masks = threshold_masks(model, scores, 0.2, reference=reference, max_fraction=None)
+    pruned = {g.name: 1.0 - masks[g.name].mean() for g in groups}
+    for size in {g.size for g in groups}:
+        residual = [pruned[g.name] for g in groups if g.size == size and len(g.producers) > 2]
+        inner = [pruned[g.name] for g in groups if g.size == size and len(g.producers) == 1]
+        assert len(residual) == 1 and inner and min(inner) > 0
+        assert 0.5 <= residual[0] / np.median(inner) <= 2.0, (size, residual, inner)
+    # Across stages the layers differ 16x in size; the fractions stay within 8x.
+    assert max(pruned.values()) <= 8 * min(pruned.values())
+
+
+def test_max_fraction_none_applies_algorithm_3_as_written():
+    scores = {"conv1": np.array([0.4, 0.1, 0.3, 0.2]), "conv2": np.full(5, 0.01)}
+    capped = threshold_masks(two_convs(), scores, 1.0, max_fraction=0.5)
+    paper = threshold_masks(two_convs(), scores, 1.0, max_fraction=None)
+    # Every conv2 filter scores under its threshold: the paper's rule prunes all
+    # but min_filters in one round; the default cap prunes half (rounded up).
+    assert paper["conv2"].sum() == 1 and capped["conv2"].sum() == 2
+
+
+def test_threshold_masks_analyses_once_and_never_writes_masks(monkeypatch):
+    from tf_asap.core import channels, masks as masks_module
+
+    model = two_convs()
+    analyses = []
+    original = channels.ChannelAnalysis.__init__
+
+    def counted(self, *args, **kwargs):
+        analyses.append(1)
+        original(self, *args, **kwargs)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("deciding code wrote masks into the model")
+
+    monkeypatch.setattr(channels.ChannelAnalysis, "__init__", counted)
+    monkeypatch.setattr(masks_module, "_write_masks", refuse)
+    threshold_masks(model, SCORES, 1e9, max_reduction=0.05)
+    assert len(analyses) == 1
 
 def test_filter_at_its_threshold_is_pruned_and_just_above_is_kept():
     model = two_convs()

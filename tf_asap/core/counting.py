@@ -1,8 +1,7 @@
 """Parameters and FLOPs of a model, dense and under its pruning masks.
 
-Costs are computed from the shapes in the model's graph and from the table of
-channel axes in `tf_asap.core.graph.channel_axes`, the same table surgery slices
-with, so `count_cost(slim(pm)).params == count_cost(pm).effective_params`
+Costs are computed from the shapes in the model's graph and from the layer
+rules' channel axes (`tf_asap.core.rules`), the same axes surgery slices, so `count_cost(slim(pm)).params == count_cost(pm).effective_params`
 holds by construction.
 
 Conventions:
@@ -20,10 +19,11 @@ import dataclasses
 
 import numpy as np
 
-from tf_asap.core import graph
+from tf_asap.core import rules
+from tf_asap.core.analysis import analyze
+from tf_asap.core.layers import unwrap
+from tf_asap.core.masks import is_prunable_model
 from tf_asap.errors import UnsupportedModelError
-from tf_asap.core.layers import MaskedLayer
-from tf_asap.core.masks import current_keep, is_prunable_model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,74 +108,54 @@ def _sliced_size(shape, axes, in_count, out_count, in_width, out_width):
     return int(np.prod(shape, dtype=np.int64))
 
 
-def count_cost(model):
+def count_cost(model, masks=None, analysis=None):
     """Counts params and FLOPs of a model, dense and under its masks.
+
+    Candidate masks can be evaluated without writing them into the model:
+    `count_cost(pm, masks=candidate)` counts the effective cost as if
+    `apply_masks(pm, candidate)` had been called, and leaves the model as it
+    is. Deciding code (thresholds, size limits) prices its candidates this way.
 
     Args:
         model: A functional or Sequential `keras.Model` with a fixed input
             shape; prunable (from `make_prunable`) or plain.
+        masks: `{group name: bool keep array}` laid over the model's current
+            masks, or `None` for the current masks. Defaults to `None`.
+        analysis: The model's `ChannelAnalysis`, if already computed (see
+            `tf_asap.core.channels.analyze`). Defaults to `None`.
 
     Returns:
-        A `Cost`. For a plain model, effective and dense figures are equal.
+        A `Cost`. For a plain model without `masks`, effective and dense
+        figures are equal.
 
     Raises:
         UnsupportedModelError: For subclassed models or unknown input shapes.
+        MaskError: For a candidate mask naming an unknown group or of the
+            wrong length.
 
     Example:
 
     >>> cost = count_cost(pm)
     >>> print(f"{cost.params_reduction:.1%} of params removed")
     """
-    analysis = graph.analyze(model)
-    keep = current_keep(analysis) if is_prunable_model(model) else {}
-    flat = analysis.graph
+    analysis = analysis or analyze(model)
+    if masks is None and not is_prunable_model(model):
+        keep = {}
+    else:
+        keep = analysis.keep_by_root(masks)
     per_layer = {}
-    order = []
-    for call in flat.calls:
-        op = call.op
-        weights = list(getattr(op, "weights", []) or [])
+    for call in analysis.graph.calls:
         if not call.inputs or not call.outputs:
             continue
-        in_key, out_key = call.inputs[0], call.outputs[0]
-        in_shape = flat.tensors[in_key].shape
-        out_shape = flat.tensors[out_key].shape
-        if weights and any(d is None for d in tuple(in_shape[1:]) + tuple(out_shape[1:])):
-            raise UnsupportedModelError(
-                f"Layer '{op.name}' reads a tensor of unknown shape {tuple(in_shape)}, "
-                "so its FLOPs cannot be counted. Build the model with a fixed "
-                "input shape, e.g. keras.Input(shape=(32, 32, 3))."
-            )
-        positions = graph.kernel_positions(op, in_shape, out_shape)
-        in_width = flat.tensors[in_key].shape[-1] or 0
-        out_width = flat.tensors[out_key].shape[-1] or 0
-        in_count = len(analysis.keep_indices(in_key, keep)) if in_key in analysis._states else in_width
-        out_count = len(analysis.keep_indices(out_key, keep)) if out_key in analysis._states else out_width
-        axes = graph.channel_axes(op) if weights else []
-        params = eff_params = flops = eff_flops = 0
-        for variable, variable_axes in zip(weights, axes):
-            if isinstance(op, MaskedLayer) and variable.path.split("/")[-1] in ("filter_mask", "input_mask"):
-                continue
-            size = int(np.prod(variable.shape, dtype=np.int64))
-            sliced = _sliced_size(variable.shape, variable_axes, in_count, out_count, in_width, out_width)
-            params += size
-            eff_params += sliced
-            if positions and graph.is_kernel(variable):
-                flops += 2 * positions * size
-                eff_flops += 2 * positions * sliced
-        name = getattr(op, "name", type(op).__name__)
-        if id(op) in per_layer:
+        cost = _call_cost(analysis, call, keep)
+        previous = per_layer.get(id(call.op))
+        if previous is not None:
             # A shared layer: its weights count once, its FLOPs every call.
-            previous = per_layer[id(op)]
-            per_layer[id(op)] = dataclasses.replace(
-                previous,
-                flops=previous.flops + flops,
-                effective_flops=previous.effective_flops + eff_flops,
+            cost = dataclasses.replace(
+                previous, flops=previous.flops + cost.flops, effective_flops=previous.effective_flops + cost.effective_flops
             )
-            continue
-        layer_type = type(op.layer if isinstance(op, MaskedLayer) else op).__name__
-        per_layer[id(op)] = LayerCost(name, layer_type, params, eff_params, flops, eff_flops)
-        order.append(id(op))
-    layers = tuple(per_layer[i] for i in order)
+        per_layer[id(call.op)] = cost
+    layers = tuple(per_layer.values())
     return Cost(
         params=sum(layer.params for layer in layers),
         flops=sum(layer.flops for layer in layers),
@@ -183,3 +163,35 @@ def count_cost(model):
         effective_flops=sum(layer.effective_flops for layer in layers),
         layers=layers,
     )
+
+
+def _call_cost(analysis, call, keep):
+    """The `LayerCost` of one call, with the channels `keep` leaves."""
+    op, flat = call.op, analysis.graph
+    layer = unwrap(op)
+    name = getattr(op, "name", type(op).__name__)
+    weights = list(getattr(layer, "weights", []) or [])
+    in_key, out_key = call.inputs[0], call.outputs[0]
+    in_shape, out_shape = flat.shape(in_key), flat.shape(out_key)
+    if weights and any(d is None for d in in_shape[1:] + out_shape[1:]):
+        raise UnsupportedModelError(
+            f"Layer '{name}' reads a tensor of unknown shape {in_shape}, "
+            "so its FLOPs cannot be counted. Build the model with a fixed "
+            "input shape, e.g. keras.Input(shape=(32, 32, 3))."
+        )
+    rule = rules.rule_for(layer)
+    positions = rule.kernel_positions(layer, in_shape, out_shape) if rule and weights else 0
+    in_width, out_width = in_shape[-1] or 0, out_shape[-1] or 0
+    in_index, out_index = analysis.keep_indices(in_key, keep), analysis.keep_indices(out_key, keep)
+    in_count = in_width if in_index is None else len(in_index)
+    out_count = out_width if out_index is None else len(out_index)
+    params = effective_params = flops = effective_flops = 0
+    for variable, axes in zip(weights, rules.channel_axes(layer)):
+        size = int(np.prod(variable.shape, dtype=np.int64))
+        sliced = _sliced_size(variable.shape, axes, in_count, out_count, in_width, out_width)
+        params += size
+        effective_params += sliced
+        if positions and rules.is_kernel(variable):
+            flops += 2 * positions * size
+            effective_flops += 2 * positions * sliced
+    return LayerCost(name, type(layer).__name__, params, effective_params, flops, effective_flops)

@@ -26,29 +26,29 @@ load from `.keras` files, and are restored by `load_weights` and checkpoints.
 
 import keras
 
-SUPPORTED_LAYER_TYPES = (
-    keras.layers.Conv1D,
-    keras.layers.Conv2D,
-    keras.layers.Conv2DTranspose,
-    keras.layers.SeparableConv2D,
-    keras.layers.Dense,
-)
+from tf_asap.core import keras_graph, rules
+from tf_asap.errors import UnsupportedLayerError
 
 
 def is_maskable(layer):
     """Returns whether `layer` can be wrapped by `MaskedLayer`.
 
-    Only the exact Keras classes are accepted: a user subclass of `Conv2D` may
-    change what its channels mean, so it is treated as an unknown layer.
+    A layer is maskable when its exact class has a producer rule in the
+    registry (`tf_asap.core.rules`): Keras' convolutions and `Dense`, and any
+    layer a user registered as a producer. A subclass of `Conv2D` may change
+    what its channels mean, so it needs its own rule.
     """
-    return type(layer) in SUPPORTED_LAYER_TYPES
+    return rules.is_producer(layer)
 
 
 def output_channels(layer):
     """Number of output channels (filters or units) of a maskable layer."""
-    if isinstance(layer, keras.layers.Dense):
-        return layer.units
-    return layer.filters
+    return rules.output_channels(layer)
+
+
+def unwrap(op):
+    """The layer a `MaskedLayer` wraps, or `op` itself."""
+    return op.layer if isinstance(op, MaskedLayer) else op
 
 
 @keras.saving.register_keras_serializable(package="tf_asap")
@@ -56,8 +56,9 @@ class MaskedLayer(keras.layers.Wrapper):
     """Wraps a convolution or dense layer with filter and input masks.
 
     Args:
-        layer: The layer to wrap: a `Conv1D`, `Conv2D`, `Conv2DTranspose`,
-            `SeparableConv2D` or `Dense`.
+        layer: The layer to wrap: one whose class has a producer rule
+            (`tf_asap.core.rules`): a convolution, `Dense`, or a registered
+            custom layer.
         min_filters: The fewest output channels pruning may leave in this
             layer's channel group. Defaults to `1`.
         prunable: Whether this layer's output channels may be pruned. Layers
@@ -76,12 +77,12 @@ class MaskedLayer(keras.layers.Wrapper):
 
     def __init__(self, layer, min_filters=1, prunable=True, **kwargs):
         if not is_maskable(layer):
-            from tf_asap.errors import UnsupportedLayerError
-
             raise UnsupportedLayerError(
                 f"Cannot mask layer '{layer.name}' of type "
-                f"{type(layer).__name__}: only Conv1D, Conv2D, "
-                "Conv2DTranspose, SeparableConv2D and Dense are supported."
+                f"{type(layer).__name__}: only layers with a producer rule "
+                "(convolutions, Dense, or a class registered with "
+                "tf_asap.register_layer(cls, tf_asap.LayerRule('producer', ...))) "
+                "can be masked."
             )
         kwargs.setdefault("name", layer.name)
         super().__init__(layer, **kwargs)
@@ -113,7 +114,11 @@ class MaskedLayer(keras.layers.Wrapper):
         return outputs * keras.ops.cast(self.filter_mask, outputs.dtype)
 
     def compute_output_shape(self, input_shape):
-        return self.layer.compute_output_shape(input_shape)
+        try:
+            return self.layer.compute_output_shape(input_shape)
+        except NotImplementedError:
+            # A custom layer without compute_output_shape: trace it symbolically.
+            return self.layer.compute_output_spec(keras.KerasTensor(input_shape)).shape
 
     def get_config(self):
         config = super().get_config()
@@ -122,21 +127,29 @@ class MaskedLayer(keras.layers.Wrapper):
 
 
 def clone_layer(layer):
-    """A new, unbuilt layer with the same configuration (and name) as `layer`.
+    """A new layer computing what `layer` computes, for a rebuilt model.
+
+    The layer is re-created from its config (weights are copied by the
+    caller). A layer whose config cannot re-create it without running code
+    (a `Lambda`: Keras' safe mode refuses to deserialize it, and tf_asap never
+    switches safe mode off) or at all (a custom layer with an incomplete
+    `get_config`) is deep-copied instead, without its graph connections.
 
     Raises:
-        UnsupportedLayerError: If the layer cannot be re-created from its
-            config (a custom layer without a complete `get_config`).
+        UnsupportedLayerError: If the layer can be neither re-created nor
+            copied.
     """
     if not isinstance(layer, keras.layers.Layer):
         return layer  # A stateless keras.ops operation can be reused as is.
     try:
         return type(layer).from_config(layer.get_config())
-    except Exception as error:  # noqa: BLE001 - any failure means the same fix
-        from tf_asap.errors import UnsupportedLayerError
-
-        raise UnsupportedLayerError(
-            f"Cannot copy layer '{layer.name}' of type {type(layer).__name__}: "
-            f"re-creating it from its config failed ({error}). Give the layer a "
-            "get_config() that returns every constructor argument."
-        ) from error
+    except Exception as config_error:  # noqa: BLE001 - fall back to a copy
+        try:
+            return keras_graph.detached_copy(layer)
+        except Exception as error:  # noqa: BLE001 - any failure means the same fix
+            raise UnsupportedLayerError(
+                f"Cannot copy layer '{layer.name}' of type {type(layer).__name__}: "
+                f"re-creating it from its config failed ({config_error}), and so did "
+                f"copying it ({error}). Give the layer a get_config() that returns "
+                "every constructor argument."
+            ) from error

@@ -11,13 +11,14 @@ import hashlib
 
 import numpy as np
 
-from tf_asap.core import graph
-from tf_asap.errors import ConfigurationError, MaskError, UnsupportedModelError
+from tf_asap.checks import check_int
+from tf_asap.core import keras_graph, rules
+from tf_asap.core.analysis import analyze
 from tf_asap.core.layers import MaskedLayer, clone_layer, is_maskable
+from tf_asap.errors import ConfigurationError, MaskError, UnsupportedModelError
 
 
-def _check_input_shapes(model):
-    flat = graph.flatten_graph(model)
+def _check_input_shapes(model, flat):
     for key, layer in zip(flat.inputs, flat.input_layers):
         shape = flat.tensors[key].shape
         if any(d is None for d in shape[1:]):
@@ -40,9 +41,10 @@ def make_prunable(model, ignored_layers=None, min_filters=1):
 
     The copy is a flat functional model (nested models such as a
     `keras.applications` backbone are inlined) with the same layer names and
-    weights. Every `Conv1D`, `Conv2D`, `Conv2DTranspose`, `SeparableConv2D`
-    and `Dense` becomes a `tf_asap.core.layers.MaskedLayer` with all masks set to
-    one, so the copy computes exactly what `model` computes until masks are
+    weights. Every layer with a producer rule (`Conv1D/2D/3D`, their
+    transposed and separable forms, `Dense`, and custom layers registered with
+    `tf_asap.register_layer`) becomes a `tf_asap.core.layers.MaskedLayer` with
+    all masks set to one, so the copy computes exactly what `model` computes until masks are
     applied. The original model is not modified. The copy is not compiled:
     compile it as you would the original.
 
@@ -77,18 +79,18 @@ def make_prunable(model, ignored_layers=None, min_filters=1):
             f"Model '{model.name}' is already prunable (it has MaskedLayers). "
             "Use it as it is, or call tf_asap.strip_masks(model) first."
         )
-    if isinstance(min_filters, bool) or not isinstance(min_filters, (int, np.integer)) or min_filters < 1:
-        raise ConfigurationError(
-            f"min_filters must be a positive integer, received {min_filters!r}."
-        )
-    _check_input_shapes(model)
+    min_filters = check_int(
+        "min_filters", min_filters, minimum=1, fix="Pass the fewest channels a group may keep, e.g. 1."
+    )
+    flat = keras_graph.flatten_graph(model)
+    _check_input_shapes(model, flat)
     ignored = {getattr(item, "name", item) for item in (ignored_layers or [])}
     for item in ignored:
         if not isinstance(item, str):
             raise ConfigurationError(
                 f"ignored_layers must hold layer names or layers, received {item!r}."
             )
-    graph.find_layer_names(model, sorted(ignored), "ignored_layers")
+    keras_graph.find_layer_names(model, sorted(ignored), "ignored_layers", graph=flat)
 
     def make_op(op):
         if is_maskable(op):
@@ -105,7 +107,7 @@ def make_prunable(model, ignored_layers=None, min_filters=1):
         if old is not new and getattr(old, "weights", None):
             target.set_weights(old.get_weights())
 
-    return graph.replay(model, make_op, set_weights)
+    return keras_graph.replay(model, make_op, set_weights, graph=flat)
 
 
 def _require_prunable(model):
@@ -117,33 +119,17 @@ def _require_prunable(model):
 
 
 def current_keep(analysis):
-    """{root group id: bool array} read from the producers' filter masks.
-
-    A group with several producers keeps a channel only if every producer
-    keeps it.
-    """
-    keep = {}
-    for group in analysis.groups:
-        masks = []
-        for name in group.producers:
-            layer = analysis.model.get_layer(name)
-            if isinstance(layer, MaskedLayer):
-                masks.append(np.asarray(layer.filter_mask.numpy()) > 0.5)
-        if masks:
-            root = _root_of(analysis, group)
-            keep[root] = np.logical_and.reduce(masks)
-    return keep
+    """`{root group id: bool array}` read from the producers' filter masks (see `ChannelAnalysis.current_keep`)."""
+    return analysis.current_keep()
 
 
-def _root_of(analysis, group):
-    return analysis.root_by_name[group.name]
-
-
-def get_masks(model):
+def get_masks(model, analysis=None):
     """Reads the keep-masks of every channel group of a prunable model.
 
     Args:
         model: A model returned by `make_prunable`.
+        analysis: The model's `ChannelAnalysis`, if already computed.
+            Defaults to `None` (analyse the model).
 
     Returns:
         `{group name: bool array}`, `True` where a channel stays; one entry
@@ -153,10 +139,10 @@ def get_masks(model):
         MaskError: If the model has no masks.
     """
     _require_prunable(model)
-    analysis = graph.analyze(model)
-    keep = current_keep(analysis)
+    analysis = analysis or analyze(model)
+    keep = analysis.current_keep()
     return {
-        group.name: keep.get(_root_of(analysis, group), np.ones(group.size, bool))
+        group.name: keep.get(analysis.root_of(group.name), np.ones(group.size, bool))
         for group in analysis.groups
     }
 
@@ -178,7 +164,7 @@ def mask_digest(model):
     return digest.hexdigest()
 
 
-def apply_masks(model, masks):
+def apply_masks(model, masks, analysis=None):
     """Sets the masks of whole channel groups.
 
     For each group, the filter mask of every producer is set to `keep`, and
@@ -191,6 +177,8 @@ def apply_masks(model, masks):
         model: A model returned by `make_prunable`.
         masks: `{group name: keep}` where `keep` is a boolean array of length
             `group.size`, `True` for channels that stay.
+        analysis: The model's `ChannelAnalysis`, if already computed.
+            Defaults to `None` (analyse the model).
 
     Raises:
         MaskError: For an unknown group name, an unprunable group, a mask of
@@ -204,8 +192,8 @@ def apply_masks(model, masks):
     >>> apply_masks(pm, {"conv2d": keep})
     """
     _require_prunable(model)
-    analysis = graph.analyze(model)
-    keep_by_root = current_keep(analysis)
+    analysis = analysis or analyze(model)
+    keep_by_root = analysis.current_keep()
     known = [g.name for g in analysis.groups]
     for name, keep in masks.items():
         group = analysis.groups_by_name.get(name)
@@ -246,14 +234,14 @@ def apply_masks(model, masks):
                 f"min_filters={group.min_filters}. Keep at least "
                 f"{group.min_filters}."
             )
-        keep_by_root[_root_of(analysis, group)] = keep
+        keep_by_root[analysis.root_of(name)] = keep
     _write_masks(analysis, keep_by_root)
 
 
 def _write_masks(analysis, keep_by_root):
     """Writes filter masks and the input masks derived from them."""
     for group in analysis.groups:
-        keep = keep_by_root.get(_root_of(analysis, group))
+        keep = keep_by_root.get(analysis.root_of(group.name))
         if keep is None:
             continue
         for name in group.producers:
@@ -301,7 +289,7 @@ def strip_masks(model):
         filter_mask = old.filter_mask.numpy()
         input_mask = old.input_mask.numpy()
         weights = []
-        for value, axes in zip(old.layer.get_weights(), graph.channel_axes(old.layer)):
+        for value, axes in zip(old.layer.get_weights(), rules.channel_axes(old.layer)):
             for axis, (kind, expand) in axes.items():
                 mask = np.repeat(input_mask if kind == "in" else filter_mask, expand)
                 shape = [1] * value.ndim
@@ -310,4 +298,4 @@ def strip_masks(model):
             weights.append(value)
         new.set_weights(weights)
 
-    return graph.replay(model, make_op, set_weights)
+    return keras_graph.replay(model, make_op, set_weights)
