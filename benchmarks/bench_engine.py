@@ -62,7 +62,7 @@ import tensorflow as tf  # noqa: E402
 
 import tf_asap  # noqa: E402, F401 - registers the masked layer and the recipe with Keras
 from tf_asap.core.counting import count_cost  # noqa: E402
-from tf_asap.core.graph import channel_groups  # noqa: E402
+from tf_asap.core.analysis import channel_groups  # noqa: E402
 from tf_asap.core.masks import apply_masks, make_prunable  # noqa: E402
 from tf_asap.data import load_arrays  # noqa: E402
 from tf_asap.files import atomic_write_json  # noqa: E402

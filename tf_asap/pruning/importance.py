@@ -26,7 +26,8 @@ import numpy as np
 
 from tf_asap.checks import check_int
 from tf_asap.errors import ConfigurationError
-from tf_asap.core.graph import channel_axes, channel_groups, is_kernel
+from tf_asap.core.analysis import channel_groups
+from tf_asap.core.rules import channel_axes, is_kernel
 from tf_asap.core.layers import MaskedLayer
 from tf_asap.core.masks import get_masks, is_prunable_model
 from tf_asap.pruning.stats import check_attention_options, stats_collector
