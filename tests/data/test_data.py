@@ -6,6 +6,8 @@ import pytest
 import tensorflow as tf
 
 from tf_asap import data
+import tf_asap.data.idx  # noqa: F401  (patched below)
+import tf_asap.data.tfds_source  # noqa: F401
 from tf_asap.errors import ConfigurationError
 from tf_asap.errors import DataError
 
@@ -49,10 +51,10 @@ def write_tiny_fashion(directory, count=8, seed=0, compress=True):
 @pytest.fixture
 def no_data_sources(monkeypatch, tmp_path):
     """Hide Debian's files, Keras' cache, the env var and tensorflow-datasets."""
-    monkeypatch.setattr(data, "SYSTEM_DATA_DIRS", (str(tmp_path / "system"),))
+    monkeypatch.setattr(data.idx, "SYSTEM_DATA_DIRS", (str(tmp_path / "system"),))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
-    monkeypatch.setattr(data, "_import_tfds", lambda: None)
+    monkeypatch.setattr(data.tfds_source, "import_tfds", lambda: None)
     return tmp_path
 
 
@@ -103,7 +105,7 @@ def test_read_idx_reads_real_fashion_mnist_files():
 def test_load_arrays_reads_fashion_mnist_from_debian_location(monkeypatch, tmp_path):
     monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setattr(data, "_import_tfds", lambda: None)
+    monkeypatch.setattr(data.tfds_source, "import_tfds", lambda: None)
     images, labels = data.load_arrays("fashion_mnist", "train")
     assert images.shape == (60000, 28, 28, 1)
     assert images.dtype == np.float32
@@ -218,7 +220,7 @@ def test_missing_dataset_error_reports_tfds_failure(no_data_sources, monkeypatch
         def load(*args, **kwargs):
             raise ConnectionError("no route to host")
 
-    monkeypatch.setattr(data, "_import_tfds", lambda: OfflineTfds)
+    monkeypatch.setattr(data.tfds_source, "import_tfds", lambda: OfflineTfds)
     with pytest.raises(DataError, match="ConnectionError: no route to host"):
         data.load_arrays("cifar10", "test")
 
