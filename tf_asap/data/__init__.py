@@ -57,16 +57,36 @@ held-out splits).
 from tf_asap.data.catalogue import DATA_DIR_ENV, DatasetInfo, available_datasets, dataset_info
 from tf_asap.data.idx import SYSTEM_DATA_DIRS, read_idx
 from tf_asap.data.loading import load_arrays, load_dataset
+from tf_asap.data.user_data import (
+    LabelledImages,
+    batches,
+    fit_images_to_model,
+    has_input_scaling,
+    holdout,
+    load_image_folder,
+    load_npz,
+    load_tfds_arrays,
+    pixel_scaling,
+)
 from tf_asap.inputs import DEFAULT_BATCH_SIZE
 
 __all__ = [
     "DATA_DIR_ENV",
     "DEFAULT_BATCH_SIZE",
     "DatasetInfo",
+    "LabelledImages",
     "SYSTEM_DATA_DIRS",
     "available_datasets",
+    "batches",
     "dataset_info",
+    "fit_images_to_model",
+    "has_input_scaling",
+    "holdout",
     "load_arrays",
     "load_dataset",
+    "load_image_folder",
+    "load_npz",
+    "load_tfds_arrays",
+    "pixel_scaling",
     "read_idx",
 ]

@@ -5,6 +5,7 @@ import numpy as np
 from tf_asap.data.catalogue import DATASETS, dataset_info
 from tf_asap.data.idx import read_idx_split
 from tf_asap.data.pipelines import array_pipeline, normalise_numpy, stream_pipeline
+from tf_asap.data.user_data import holdout
 from tf_asap.data.tfds_source import (
     dataset_to_arrays,
     not_found,
@@ -13,7 +14,7 @@ from tf_asap.data.tfds_source import (
     tfds_load,
     tfds_split,
 )
-from tf_asap.checks import check_int
+from tf_asap.checks import check_choice, check_int
 from tf_asap.errors import ConfigurationError
 from tf_asap.inputs import DEFAULT_BATCH_SIZE
 
@@ -133,6 +134,8 @@ def load_dataset(
     download=True,
     image_size=None,
     normalize=True,
+    validation_split=None,
+    subset=None,
 ):
     """Load a data set as a batched `tf.data` pipeline with the paper's preprocessing.
 
@@ -171,6 +174,13 @@ def load_dataset(
             Defaults to `None` (224).
         normalize: Normalise with the data set's mean and standard
             deviation; `False` gives [0, 1] pixels. Defaults to `True`.
+        validation_split: Fraction of the split held out for validation,
+            chosen by a permutation seeded with `seed` (as in
+            `keras.utils.image_dataset_from_directory`); with `subset`.
+            Applied before `limit`, so the held-out images do not depend on
+            it. In-memory data sets only. Defaults to `None` (no hold-out).
+        subset: "training" (the rest) or "validation" (the held-out
+            images), with `validation_split`. Defaults to `None`.
 
     Returns:
         A `tf.data.Dataset` of `(images, labels)` batches.
@@ -197,8 +207,24 @@ def load_dataset(
     augment = training if augment is None else bool(augment)
     flip = info.flip if flip is None else bool(flip)
 
+    if (validation_split is None) != (subset is None):
+        raise ConfigurationError(
+            f"validation_split={validation_split!r} and subset={subset!r} go together: "
+            "pass both (subset='training' or 'validation') or neither."
+        )
+    if subset is not None:
+        check_choice("subset", subset, ("training", "validation"))
+        if source.kind == "tfds_stream":
+            raise ConfigurationError(
+                f"validation_split holds out images of in-memory data sets; "
+                f"'{info.name}' is streamed. Slice its split instead, e.g. "
+                "split='train[:90%]' and split='train[90%:]'."
+            )
     if source.kind != "tfds_stream":
         images, labels = _load_raw_arrays(info, source, split, data_dir, download)
+        if subset is not None:
+            kept = holdout(len(labels), validation_split, seed)[subset == "validation"]
+            images, labels = images[kept], labels[kept]
         if limit is not None:
             images, labels = images[:limit], labels[:limit]
         return array_pipeline(
