@@ -22,10 +22,12 @@ KEYS = (
     "tolerance", "patience", "seed", "step_growth", "validation_split",
     "test_data", "test_limit",
 )
-# Taken from the training's train.json when not given: the same data, batch,
+# Taken from the training's train.json when not given: the same data (and test data), batch,
 # schedule, and the same seed and split, so that the images held out for
 # decisions are those the baseline's training held out too.
-_FROM_TRAINING = ("dataset", "batch_size", "learning_rate", "epochs", "seed", "validation_split")
+_FROM_TRAINING = (
+    "dataset", "batch_size", "learning_rate", "epochs", "seed", "validation_split", "test_data",
+)
 _TARGETS = (
     ("--max-accuracy-drop", "max_accuracy_drop"),
     ("--params-reduction", "params_reduction"),
