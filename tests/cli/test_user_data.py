@@ -61,7 +61,7 @@ def train_prune_export(tmp_path, data_flags, test_flags):
 
 def check_flow(tmp_path, trained, pruned, exported):
     assert "pixels scaled to [0, 1] (the model has no Rescaling layer)" in trained.stdout
-    assert "Validation: 10% of the training data, held out (seed 0)." in trained.stdout
+    assert "Validation: 10% of the training data, held out with seed 0." in trained.stdout
     settings = json.loads((tmp_path / "base" / "train.json").read_text())
     assert 0.0 <= settings["test_accuracy"] <= 1.0
     assert "Decisions use the validation data: 10% of the training data" in pruned.stdout

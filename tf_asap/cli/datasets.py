@@ -176,7 +176,7 @@ def _named(model, name, split, seed, settings, need_train):
     hold = {"validation_split": split, "seed": seed}
     result = CommandData(
         name, [f"images normalised with {name}'s mean and standard deviation (the paper's preprocessing)"],
-        validation_label=f"{100 * split:g}% of the training split, held out (seed {seed})",
+        validation_label=f"{100 * split:g}% of the training split, held out with seed {seed}",
     )
     if need_train:
         result.train = data.load_dataset(
@@ -219,7 +219,7 @@ def _arrays(model, kind, where, split, seed, settings, need_train):
         kept, held = data.holdout(len(train.labels), split, seed)
         validation = _subset(train, held)
         train = _subset(train, kept)
-        label = f"{100 * split:g}% of the training data, held out (seed {seed})"
+        label = f"{100 * split:g}% of the training data, held out with seed {seed}"
     result = CommandData(description, notes, validation_label=label)
     batch_size = settings.get("batch_size") or data.DEFAULT_BATCH_SIZE
     if need_train:

@@ -164,7 +164,7 @@ def run(args):
         f"of {len(result.rounds) - 1}."
     )
     say(
-        f"Decisions used the validation split ({data.validation_label}): accuracy "
+        f"Decisions used the validation data, {data.validation_label}: accuracy "
         f"{percent(result.rounds[0]['accuracy'])} -> {percent(best['accuracy'])}."
     )
     say(table(_summary_rows(base, small)))
