@@ -315,3 +315,41 @@ def test_step_growth_flag_reaches_the_policy_and_rejects_values_below_one(capsys
         )
     assert stopped.value.code == 2
     assert "argument --step-growth: must be a number >= 1; received 0.5" in capsys.readouterr().err
+
+
+def _prune_settings(*flags):
+    args = tf_asap.cli.build_parser().parse_args(["prune", "m.keras", "--run-dir", "r", *flags])
+    return prune_settings.from_args(args)
+
+
+def test_metric_and_mode_reach_a_policy_that_takes_them(monkeypatch):
+    from tf_asap.pruning import policies
+
+    class WithMetric:
+        def __init__(self, max_accuracy_drop, minimize, metric="accuracy", mode="max"):
+            self.metric, self.mode = metric, mode
+
+    monkeypatch.setattr(policies, "AccuracyGuaranteed", WithMetric)
+    settings = _prune_settings("--max-accuracy-drop", "1%", "--metric", "mae", "--mode", "min")
+    policy = prune_settings.make_policy(settings)
+    assert (policy.metric, policy.mode) == ("mae", "min")
+    assert prune_settings.describe_policy(settings).startswith("mae drop <= 1%")
+
+
+def test_metric_on_a_policy_without_it_is_a_usage_error_naming_the_flag(monkeypatch):
+    from tf_asap.pruning import policies
+
+    class AccuracyOnly:
+        def __init__(self, reduction, tolerance=0.03):
+            pass
+
+    monkeypatch.setattr(policies, "ParamsTarget", AccuracyOnly)
+    settings = _prune_settings("--params-reduction", "50%", "--metric", "auc")
+    with pytest.raises(flags.UsageError, match="--metric is not supported by AccuracyOnly"):
+        prune_settings.make_policy(settings)
+
+
+def test_mode_without_metric_is_a_usage_error(capsys):
+    assert tf_asap.cli.main(["--debug", "prune", "m.keras", "--run-dir", "r",
+                             "--max-accuracy-drop", "1%", "--mode", "min"]) == 2
+    assert "--mode says which way --metric improves" in capsys.readouterr().err

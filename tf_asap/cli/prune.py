@@ -54,6 +54,12 @@ def add_parser(commands):
                         help="fraction of FLOPs to remove, e.g. 50%%")
     target.add_argument("--minimize", choices=("params", "flops"), default=None,
                         help="with --max-accuracy-drop: what to minimize (default: params)")
+    target.add_argument("--metric", default=None,
+                        help="the validation metric the policy reads, as compiled in the model "
+                        "(e.g. auc, mae) (default: accuracy)")
+    target.add_argument("--mode", choices=("max", "min"), default=None,
+                        help="with --metric: whether larger (max) or smaller (min) is better "
+                        "(default: max)")
     target.add_argument("--tolerance", type=fraction, default=None,
                         help="with a reduction target: how far beyond it still meets it (default: 3%%)")
     search = parser.add_argument_group("search")

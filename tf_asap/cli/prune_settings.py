@@ -20,7 +20,7 @@ KEYS = (
     "epochs", "epochs_per_round", "learning_rate", "batch_size", "limit",
     "validation_limit", "calibration_samples", "max_rounds", "step",
     "tolerance", "patience", "seed", "step_growth", "validation_split",
-    "test_data", "test_limit",
+    "test_data", "test_limit", "metric", "mode",
 )
 # Taken from the training's train.json when not given: the same data (and test data), batch,
 # schedule, and the same seed and split, so that the images held out for
@@ -104,6 +104,11 @@ def _check_target(settings):
         )
     if settings["tolerance"] is not None and settings["max_accuracy_drop"] is not None:
         raise UsageError("--tolerance applies to --params-reduction and --flops-reduction only.")
+    if settings.get("mode") is not None and settings.get("metric") is None:
+        raise UsageError(
+            "--mode says which way --metric improves: give --metric NAME too (e.g. "
+            "--metric auc --mode max, --metric mae --mode min)."
+        )
 
 
 def _model_path(settings):
@@ -193,27 +198,45 @@ def make_policy(settings):
 
     common = {
         key: settings[key]
-        for key in ("max_rounds", "step", "patience", "step_growth")
+        for key in ("max_rounds", "step", "patience", "step_growth", "metric", "mode")
         if settings.get(key) is not None
     }
     if settings["max_accuracy_drop"] is not None:
-        return policies.AccuracyGuaranteed(
-            max_accuracy_drop=settings["max_accuracy_drop"],
-            minimize=settings["minimize"] or "params",
-            **common,
+        policy_class = policies.AccuracyGuaranteed
+        common.update(
+            max_accuracy_drop=settings["max_accuracy_drop"], minimize=settings["minimize"] or "params"
         )
-    if settings["tolerance"] is not None:
-        common["tolerance"] = settings["tolerance"]
-    if settings["params_reduction"] is not None:
-        return policies.ParamsTarget(reduction=settings["params_reduction"], **common)
-    return policies.FlopsTarget(reduction=settings["flops_reduction"], **common)
+    else:
+        if settings["tolerance"] is not None:
+            common["tolerance"] = settings["tolerance"]
+        if settings["params_reduction"] is not None:
+            policy_class, common["reduction"] = policies.ParamsTarget, settings["params_reduction"]
+        else:
+            policy_class, common["reduction"] = policies.FlopsTarget, settings["flops_reduction"]
+    _check_metric_support(policy_class, common)
+    return policy_class(**common)
+
+
+def _check_metric_support(policy_class, arguments):
+    """A usage error when --metric/--mode reach a policy that does not take them."""
+    import inspect
+
+    accepted = inspect.signature(policy_class).parameters
+    for key in ("metric", "mode"):
+        if key in arguments and key not in accepted:
+            raise UsageError(
+                f"--{key} is not supported by {policy_class.__name__} in this version of "
+                f"tf_asap (it takes no `{key}` argument). Omit --{key}: the policy measures "
+                "accuracy."
+            )
 
 
 def describe_policy(settings):
     """The target in words, for the user."""
     if settings["max_accuracy_drop"] is not None:
+        metric = settings.get("metric") or "accuracy"
         return (
-            f"accuracy drop <= {100 * settings['max_accuracy_drop']:g}% on the validation "
+            f"{metric} drop <= {100 * settings['max_accuracy_drop']:g}% on the validation "
             f"data, minimizing {settings['minimize'] or 'params'}"
         )
     if settings["params_reduction"] is not None:
