@@ -54,6 +54,7 @@ Models:
 
 import keras
 
+from tf_asap.checks import check_int
 from tf_asap.errors import ConfigurationError
 
 _CIFAR_SHAPE = (32, 32, 3)
@@ -530,11 +531,7 @@ def build_model(name, input_shape=None, num_classes=10, **kwargs):
             f"input_shape must be (height, width, channels); received "
             f"{input_shape!r}."
         )
-    if not isinstance(num_classes, int) or num_classes < 2:
-        raise ConfigurationError(
-            f"num_classes must be an integer of at least 2; received "
-            f"{num_classes!r}."
-        )
+    num_classes = check_int("num_classes", num_classes, minimum=2)
     try:
         return builder(input_shape=input_shape, num_classes=num_classes, **kwargs)
     except TypeError as error:
