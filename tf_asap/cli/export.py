@@ -107,8 +107,10 @@ def run(args):
     )
     calibration = evaluation = None
     if needs_data:
-        settings = {**saved, **{key: getattr(args, key) for key in
-                                ("test_data", "test_limit", "validation_split") if getattr(args, key)}}
+        # Where the data is comes from the run or training; how much to use, from the flags.
+        settings = {key: saved.get(key) for key in ("test_data", "seed", "validation_split")}
+        settings.update({key: getattr(args, key) for key in
+                         ("test_data", "test_limit", "validation_split") if getattr(args, key)})
         settings["calibration_samples"] = args.calibration_samples
         data = datasets.load_for_model(model, spec, settings, need_train=False)
         calibration = data.calibration[0]
