@@ -56,3 +56,28 @@ def test_npz_validation_split_is_used_as_given(tmp_path):
 def test_unknown_data_is_a_usage_error_with_the_fix(spec, message):
     with pytest.raises(UsageError, match=message):
         datasets.kind_of(spec)
+
+
+def test_train_data_shape_reads_a_folder_once_and_reuses_it(tmp_path):
+    from tests.data.test_data import write_image_folder
+
+    root = write_image_folder(tmp_path / "pics", classes=3, per_class=4, size=(12, 10), channels=3)
+    shape, classes, loaded = datasets.data_shape(str(root), image_size=(8, 8))
+    assert shape == (8, 8, 3) and classes == 3
+    data = datasets.load_for_model(
+        tiny_classifier(shape, classes), str(root), dict(SETTINGS), loaded=loaded
+    )
+    assert count(data.train) == 9 and count(data.validation) == 3
+    assert data.notes == ["pixels scaled to [0, 1] (the model has no Rescaling layer)"]
+
+
+def test_a_streamed_named_set_holds_out_the_end_of_its_training_split():
+    tfds = pytest.importorskip("tensorflow_datasets")
+    settings = dict(SETTINGS, calibration_samples=2, test_limit=3)
+    with tfds.testing.mock_data(num_examples=8):
+        data = datasets.load_for_model(tiny_classifier((224, 224, 3)), "imagenette", settings)
+        # Mock data ignores tfds slicing: the sizes are not checked, only that both load.
+        assert count(data.train) > 0 and count(data.validation) > 0
+    assert data.validation_label == "the last 25% of the training split (a streamed set: sliced, not shuffled)"
+    assert data.test[0].shape == (3, 224, 224, 3)
+    assert data.calibration[0].shape == (2, 224, 224, 3)

@@ -105,7 +105,7 @@ def check_named_matches(model, name, flag="--data"):
     return info
 
 
-def _user_splits(kind, where, image_size, limit_hint):
+def _user_splits(kind, where, image_size):
     """The splits ("train", "validation", "test") of a folder, `.npz` or tfds set."""
     from tf_asap import data
 
@@ -124,22 +124,33 @@ def _user_splits(kind, where, image_size, limit_hint):
 
 
 def data_shape(spec, image_size=None):
-    """`(input_shape, num_classes)` a new model needs for `--data` (for `train`)."""
+    """What a new model needs for `--data` (for `train`).
+
+    Args:
+        spec: the `--data` value.
+        image_size: `(height, width)` images are resized to. Defaults to
+            `None`: the data's own size (a folder's first image).
+
+    Returns:
+        `(input_shape, num_classes, loaded)`: `loaded` holds the splits read
+        to find out, for `load_for_model` to reuse (`None` for named sets).
+    """
     kind, where = kind_of(spec)
     if kind == "named":
         from tf_asap.data import dataset_info
 
         info = dataset_info(where)
-        return tuple(info.input_shape), info.num_classes
-    train = _user_splits(kind, where, image_size, None)["train"]
-    if train.class_names:
-        classes = len(train.class_names)
-    else:
-        classes = int(train.labels.max()) + 1
-    return tuple(int(side) for side in train.images.shape[1:]), max(classes, 2)
+        return tuple(info.input_shape), info.num_classes, None
+    loaded = _user_splits(kind, where, image_size)
+    train = loaded["train"]
+    classes = len(train.class_names) if train.class_names else int(train.labels.max()) + 1
+    height, width, channels = (int(side) for side in train.images.shape[1:])
+    if image_size is not None:  # .npz arrays are resized to it when fitted to the model
+        height, width = image_size
+    return (height, width, channels), max(classes, 2), loaded
 
 
-def load_for_model(model, spec, settings, need_train=True):
+def load_for_model(model, spec, settings, need_train=True, loaded=None):
     """The `CommandData` of `--data spec` for `model`.
 
     Args:
@@ -150,6 +161,8 @@ def load_for_model(model, spec, settings, need_train=True):
             `calibration_samples` (each may be `None`).
         need_train: whether to build the training and validation pipelines.
             Defaults to `True`.
+        loaded: the splits `data_shape` read, reused instead of reading the
+            files again. Defaults to `None`.
     """
     kind, where = kind_of(spec)
     if kind == "named" and settings.get("test_data"):
@@ -162,48 +175,66 @@ def load_for_model(model, spec, settings, need_train=True):
     if kind == "named":
         result = _named(model, where, split, seed, settings, need_train)
     else:
-        result = _arrays(model, kind, where, split, seed, settings, need_train)
+        result = _arrays(model, kind, where, split, seed, settings, need_train, loaded)
     if settings.get("test_data"):
         result.test = _folder_test(model, settings["test_data"], result, settings)
     return result
 
 
+# Test images evaluated by default from a streamed (ImageNet-style) set, whose
+# split does not fit in memory.
+STREAMED_TEST_IMAGES = 2000
+
+
 def _named(model, name, split, seed, settings, need_train):
     from tf_asap import data
+    from tf_asap.data import catalogue
 
-    check_named_matches(model, name)
+    info = check_named_matches(model, name)
     batch_size = settings.get("batch_size") or data.DEFAULT_BATCH_SIZE
-    hold = {"validation_split": split, "seed": seed}
+    if catalogue.is_streamed(info):
+        # Streamed sets cannot be permuted: tfds slicing holds out the end of the split.
+        percent = max(1, int(round(100 * split)))
+        splits = {"subset": None, "validation_split": None}
+        train_split, validation_split = f"train[:{100 - percent}%]", f"train[{100 - percent}%:]"
+        label = f"the last {percent}% of the training split (a streamed set: sliced, not shuffled)"
+        test_limit = settings.get("test_limit") or STREAMED_TEST_IMAGES
+    else:
+        splits = {"validation_split": split, "seed": seed}
+        train_split = validation_split = "train"
+        label = f"{100 * split:g}% of the training split, held out with seed {seed}"
+        test_limit = settings.get("test_limit")
+    training = dict(splits, subset="training") if splits["validation_split"] else {}
+    held_out = dict(splits, subset="validation") if splits["validation_split"] else {}
     result = CommandData(
         name, [f"images normalised with {name}'s mean and standard deviation (the paper's preprocessing)"],
-        validation_label=f"{100 * split:g}% of the training split, held out with seed {seed}",
+        validation_label=label,
     )
     if need_train:
         result.train = data.load_dataset(
-            name, "train", batch_size=batch_size, limit=settings.get("limit"),
-            subset="training", **hold,
+            name, train_split, batch_size=batch_size, limit=settings.get("limit"), **training,
         )
         result.validation = data.load_dataset(
-            name, "train", batch_size=batch_size, shuffle=False, augment=False,
-            limit=settings.get("validation_limit"), subset="validation", **hold,
+            name, validation_split, batch_size=batch_size, shuffle=False, augment=False,
+            limit=settings.get("validation_limit"), **held_out,
         )
     samples = settings.get("calibration_samples")
     if samples:
         calibration = data.load_dataset(
-            name, "train", batch_size=samples, shuffle=False, augment=False, limit=samples,
-            subset="training", **hold,
+            name, train_split, batch_size=samples, shuffle=False, augment=False, limit=samples,
+            **training,
         )
         result.calibration = tuple(part.numpy() for part in next(iter(calibration)))
-    result.test = data.load_arrays(name, "test", limit=settings.get("test_limit"))
+    result.test = data.load_arrays(name, "test", limit=test_limit)
     return result
 
 
-def _arrays(model, kind, where, split, seed, settings, need_train):
+def _arrays(model, kind, where, split, seed, settings, need_train, loaded):
     from tf_asap import data
 
     shape = tuple(int(side) for side in model.inputs[0].shape[1:])
     classes = _model_classes(model)
-    splits = _user_splits(kind, where, shape[:2], None)
+    splits = dict(loaded) if loaded else _user_splits(kind, where, shape[:2])
     notes = []
     for name in list(splits):
         splits[name], fitted = data.fit_images_to_model(splits[name], shape, classes)

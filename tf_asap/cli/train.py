@@ -47,6 +47,9 @@ def add_parser(commands):
     parser.add_argument("--learning-rate", type=positive_float, default=None,
                         help="initial learning rate (default: 0.05 for 28x28 images, "
                         "the paper's 0.1 otherwise)")
+    parser.add_argument("--image-size", type=positive_int, default=None, metavar="N",
+                        help="resize images of a folder, .npz or tfds:NAME to NxN (default: "
+                        "their own size; a folder's first image)")
     parser.add_argument("--seed", type=any_int, default=0,
                         help="random seed (initialisation, shuffling, the held-out split)")
     parser.add_argument("--output", required=True, help="directory to write the baseline to")
@@ -83,10 +86,11 @@ def run(args):
     from tf_asap.rounds.controller import train_baseline
 
     keras.utils.set_random_seed(args.seed)
-    input_shape, num_classes = datasets.data_shape(spec)
+    image_size = None if args.image_size is None else (args.image_size, args.image_size)
+    input_shape, num_classes, loaded = datasets.data_shape(spec, image_size)
     model = zoo.build_model(args.model, input_shape=input_shape, num_classes=num_classes)
     settings = _data_settings(args)
-    data = datasets.load_for_model(model, spec, settings)
+    data = datasets.load_for_model(model, spec, settings, loaded=loaded)
     steps = int(data.train.cardinality())
     learning_rate = args.learning_rate or datasets.default_learning_rate(input_shape)
     optimizer = recipe.paper_optimizer(args.epochs, steps, learning_rate=learning_rate)
