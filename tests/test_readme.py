@@ -71,11 +71,11 @@ def test_main_job_references_files_that_exist():
         assert os.path.exists(os.path.join(ROOT, path)), f"main_job.sh names missing {path}"
     # What it runs: the demo command of the CLI, whose default baseline ships.
     assert re.search(r"\.venv/bin/tf-asap demo\b", text)
-    from tf_asap.cli import commands as cli
+    from tf_asap.cli import directories
 
-    baseline = os.path.join(ROOT, cli.DEFAULT_DEMO_BASELINE)
-    assert os.path.isfile(os.path.join(baseline, cli.BASELINE_MODEL))
-    assert os.path.isfile(os.path.join(baseline, cli.REWIND_CHECKPOINT))
+    baseline = os.path.join(ROOT, directories.DEFAULT_DEMO_BASELINE)
+    assert os.path.isfile(os.path.join(baseline, directories.BASELINE_MODEL))
+    assert os.path.isfile(os.path.join(baseline, directories.REWIND_CHECKPOINT))
     # The entry point the script calls is the one setup.cfg declares.
     assert "tf-asap = tf_asap.cli:main" in read("setup.cfg")
 
@@ -90,9 +90,9 @@ def test_readme_links_point_at_files_that_exist():
 
 
 def test_readme_cli_commands_exist():
-    from tf_asap.cli import commands as cli
+    from tf_asap.cli import build_parser
 
-    parser = cli.build_parser()
+    parser = build_parser()
     commands = set(parser._subparsers._group_actions[0].choices)
     used = set(re.findall(r"^\s*tf-asap (\w+)", read("README.md"), re.M))
     assert used, "the README shows no tf-asap command"
@@ -103,15 +103,15 @@ def test_shipped_baseline_is_documented_small_and_loads_in_safe_mode():
     import keras
 
     import tf_asap  # registers MaskedLayer and the recipe's optimizer the model was compiled with
-    from tf_asap.cli import commands as cli
+    from tf_asap.cli import directories
 
-    directory = os.path.join(ROOT, cli.DEFAULT_DEMO_BASELINE)
-    settings = json.loads(read(os.path.join(cli.DEFAULT_DEMO_BASELINE, cli.TRAIN_SETTINGS)))
+    directory = os.path.join(ROOT, directories.DEFAULT_DEMO_BASELINE)
+    settings = json.loads(read(os.path.join(directories.DEFAULT_DEMO_BASELINE, directories.TRAIN_SETTINGS)))
     notes = read("saved_models/README.md")
     assert settings["command"] in notes
     assert f"{100 * settings['test_accuracy']:.2f}%" in notes
     assert settings["date"] in notes
-    model_path = os.path.join(directory, cli.BASELINE_MODEL)
+    model_path = os.path.join(directory, directories.BASELINE_MODEL)
     total = sum(
         os.path.getsize(os.path.join(root, name))
         for root, _, names in os.walk(directory) for name in names

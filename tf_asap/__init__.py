@@ -3,7 +3,7 @@
 The public API, in the order data flows through it:
 
 - masks: `make_prunable`, `apply_masks`, `get_masks`, `strip_masks`;
-- graph: `channel_groups`, `ChannelGroup` (which channels are pruned together);
+- graph: `channel_groups`, `ChannelGroup` (which channels are pruned together),
   `register_layer`, `LayerRule` (teach tf_asap a custom layer's channels);
 - counting: `count_cost` (params and FLOPs, dense and effective);
 - statistics and importance: `collect_activation_stats`, `tf_asap.pruning.importance`;
@@ -19,117 +19,108 @@ The public API, in the order data flows through it:
 
 __version__ = "0.1.0"
 
-from tf_asap import recipe
-from tf_asap.pruning import importance, policies
-from tf_asap.rounds import controller, report  # `tf_asap.controller`: the path before the layout
-from tf_asap.rounds.callback import AdaptivePruning
-from tf_asap.pruning.stats_callback import ActivationStatsCallback
-from tf_asap.rounds.controller import Baseline, PruningResult, RoundController, train_baseline
-from tf_asap.core.counting import Cost, LayerCost, count_cost
-from tf_asap.data import load_arrays, load_dataset
-from tf_asap.export import (
-    LatencyRow,
-    MicroBundle,
-    convert_tflite,
-    evaluate_tflite,
-    evaluate_tflite_micro,
-    export_micro,
-    export_saved_model,
-    export_tflite,
-    find_arena_size,
-    latency_report,
-    render_latency_table,
-    run_tflite,
-    run_tflite_micro,
-)
-from tf_asap.core.analysis import channel_groups
-from tf_asap.core.channels import ChannelGroup, ChannelRef
-from tf_asap.core.rules import LayerRule, register_layer
-from tf_asap.inputs import as_arrays, as_batches
-from tf_asap.pruning.importance import (
-    APoZ,
-    ActivationAttention,
-    L1Norm,
-    L2Norm,
-    RandomScore,
-    get_criterion,
-)
-from tf_asap.core.layers import MaskedLayer
-from tf_asap.core.masks import apply_masks, get_masks, make_prunable, strip_masks
-from tf_asap.pruning.policies import (
-    AccuracyGuaranteed,
-    Decision,
-    FlopsTarget,
-    ParamsTarget,
-    Policy,
-    RoundResult,
-    policy_from_state,
-)
-from tf_asap.pruning.stats import ActivationStatistics, collect_activation_stats
-from tf_asap.core.surgery import slim
-from tf_asap.pruning.thresholds import attention_reference, ratio_masks, threshold_masks
-from tf_asap.zoo import available_models, build_model
+import importlib
+import os
+import sys
 
-__all__ = [
-    "AccuracyGuaranteed",
-    "ActivationAttention",
-    "ActivationStatistics",
-    "ActivationStatsCallback",
-    "AdaptivePruning",
-    "APoZ",
-    "apply_masks",
-    "as_arrays",
-    "as_batches",
-    "attention_reference",
-    "available_models",
-    "Baseline",
-    "build_model",
-    "channel_groups",
-    "ChannelGroup",
-    "ChannelRef",
-    "collect_activation_stats",
-    "convert_tflite",
-    "Cost",
-    "count_cost",
-    "Decision",
-    "evaluate_tflite",
-    "evaluate_tflite_micro",
-    "export_micro",
-    "export_saved_model",
-    "export_tflite",
-    "find_arena_size",
-    "FlopsTarget",
-    "get_criterion",
-    "get_masks",
-    "importance",
-    "L1Norm",
-    "L2Norm",
-    "latency_report",
-    "LayerRule",
-    "LatencyRow",
-    "LayerCost",
-    "load_arrays",
-    "load_dataset",
-    "make_prunable",
-    "MaskedLayer",
-    "MicroBundle",
-    "ParamsTarget",
-    "policies",
-    "Policy",
-    "policy_from_state",
-    "PruningResult",
-    "RandomScore",
-    "ratio_masks",
-    "recipe",
-    "register_layer",
-    "render_latency_table",
-    "report",
-    "RoundController",
-    "RoundResult",
-    "run_tflite",
-    "run_tflite_micro",
-    "slim",
-    "strip_masks",
-    "threshold_masks",
-    "train_baseline",
-]
+# Where each public name lives: name -> (module, attribute in it); attribute
+# None means the name is the module itself. `tf_asap.X` imports its module on
+# first use (PEP 562), so that `tf-asap --help` answers before TensorFlow is
+# imported; outside the command line every name is imported at once (below),
+# as before, which also registers tf_asap's layers and the recipe's optimizer
+# with Keras for `keras.models.load_model`.
+_PUBLIC = {
+    "AccuracyGuaranteed": ("tf_asap.pruning.policies", "AccuracyGuaranteed"),
+    "ActivationAttention": ("tf_asap.pruning.importance", "ActivationAttention"),
+    "ActivationStatistics": ("tf_asap.pruning.stats", "ActivationStatistics"),
+    "ActivationStatsCallback": ("tf_asap.pruning.stats_callback", "ActivationStatsCallback"),
+    "AdaptivePruning": ("tf_asap.rounds.callback", "AdaptivePruning"),
+    "APoZ": ("tf_asap.pruning.importance", "APoZ"),
+    "apply_masks": ("tf_asap.core.masks", "apply_masks"),
+    "as_arrays": ("tf_asap.inputs", "as_arrays"),
+    "as_batches": ("tf_asap.inputs", "as_batches"),
+    "attention_reference": ("tf_asap.pruning.thresholds", "attention_reference"),
+    "available_models": ("tf_asap.zoo", "available_models"),
+    "Baseline": ("tf_asap.rounds.baseline", "Baseline"),
+    "build_model": ("tf_asap.zoo", "build_model"),
+    "channel_groups": ("tf_asap.core.analysis", "channel_groups"),
+    "ChannelGroup": ("tf_asap.core.channels", "ChannelGroup"),
+    "ChannelRef": ("tf_asap.core.channels", "ChannelRef"),
+    "collect_activation_stats": ("tf_asap.pruning.stats", "collect_activation_stats"),
+    "convert_tflite": ("tf_asap.export", "convert_tflite"),
+    "Cost": ("tf_asap.core.counting", "Cost"),
+    "count_cost": ("tf_asap.core.counting", "count_cost"),
+    "Decision": ("tf_asap.pruning.policies", "Decision"),
+    "evaluate_tflite": ("tf_asap.export", "evaluate_tflite"),
+    "evaluate_tflite_micro": ("tf_asap.export", "evaluate_tflite_micro"),
+    "export_micro": ("tf_asap.export", "export_micro"),
+    "export_saved_model": ("tf_asap.export", "export_saved_model"),
+    "export_tflite": ("tf_asap.export", "export_tflite"),
+    "find_arena_size": ("tf_asap.export", "find_arena_size"),
+    "FlopsTarget": ("tf_asap.pruning.policies", "FlopsTarget"),
+    "get_criterion": ("tf_asap.pruning.importance", "get_criterion"),
+    "get_masks": ("tf_asap.core.masks", "get_masks"),
+    "importance": ("tf_asap.pruning.importance", None),
+    "L1Norm": ("tf_asap.pruning.importance", "L1Norm"),
+    "L2Norm": ("tf_asap.pruning.importance", "L2Norm"),
+    "latency_report": ("tf_asap.export", "latency_report"),
+    "LatencyRow": ("tf_asap.export", "LatencyRow"),
+    "LayerCost": ("tf_asap.core.counting", "LayerCost"),
+    "LayerRule": ("tf_asap.core.rules", "LayerRule"),
+    "load_arrays": ("tf_asap.data", "load_arrays"),
+    "load_dataset": ("tf_asap.data", "load_dataset"),
+    "make_prunable": ("tf_asap.core.masks", "make_prunable"),
+    "MaskedLayer": ("tf_asap.core.layers", "MaskedLayer"),
+    "MicroBundle": ("tf_asap.export", "MicroBundle"),
+    "ParamsTarget": ("tf_asap.pruning.policies", "ParamsTarget"),
+    "policies": ("tf_asap.pruning.policies", None),
+    "Policy": ("tf_asap.pruning.policies", "Policy"),
+    "policy_from_state": ("tf_asap.pruning.policies", "policy_from_state"),
+    "PruningResult": ("tf_asap.rounds.controller", "PruningResult"),
+    "RandomScore": ("tf_asap.pruning.importance", "RandomScore"),
+    "ratio_masks": ("tf_asap.pruning.thresholds", "ratio_masks"),
+    "recipe": ("tf_asap.recipe", None),
+    "register_layer": ("tf_asap.core.rules", "register_layer"),
+    "render_latency_table": ("tf_asap.export", "render_latency_table"),
+    "report": ("tf_asap.rounds.report", None),
+    "RoundController": ("tf_asap.rounds.controller", "RoundController"),
+    "RoundResult": ("tf_asap.pruning.policies", "RoundResult"),
+    "run_tflite": ("tf_asap.export", "run_tflite"),
+    "run_tflite_micro": ("tf_asap.export", "run_tflite_micro"),
+    "slim": ("tf_asap.core.surgery", "slim"),
+    "strip_masks": ("tf_asap.core.masks", "strip_masks"),
+    "threshold_masks": ("tf_asap.pruning.thresholds", "threshold_masks"),
+    "train_baseline": ("tf_asap.rounds.baseline", "train_baseline"),
+}
+
+__all__ = sorted(_PUBLIC, key=str.lower)
+
+
+def __getattr__(name):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'tf_asap' has no attribute {name!r}")
+    module_name, attribute = _PUBLIC[name]
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_PUBLIC))
+
+
+def _started_as_command_line():
+    """Whether this process is the `tf-asap` program, still parsing its arguments."""
+    script = os.path.basename(sys.argv[0]) if sys.argv else ""
+    if script in ("tf-asap", "tf-asap.exe", "tf-asap-script.py"):
+        return True
+    argv = list(getattr(sys, "orig_argv", []))
+    return any(
+        flag == "-m" and module == "tf_asap.cli" for flag, module in zip(argv, argv[1:])
+    ) or "-mtf_asap.cli" in argv
+
+
+if not _started_as_command_line():
+    for _name in __all__:
+        __getattr__(_name)

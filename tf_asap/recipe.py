@@ -40,6 +40,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from tf_asap.checks import check_int, check_number
 from tf_asap.errors import ConfigurationError
 
 PAPER_BATCH_SIZE = 128
@@ -149,28 +150,6 @@ class CoupledWeightDecaySGD(keras.optimizers.SGD):
         return config
 
 
-def _check_positive_int(value, name):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, np.integer))
-        or value < 1
-    ):
-        raise ConfigurationError(
-            f"{name} must be a positive integer; received {value!r}."
-        )
-
-
-def _check_positive_number(value, name):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not value > 0
-    ):
-        raise ConfigurationError(
-            f"{name} must be a positive number; received {value!r}."
-        )
-
-
 def paper_schedule(
     epochs,
     steps_per_epoch,
@@ -214,10 +193,10 @@ def paper_schedule(
     >>> [round(float(schedule(step)), 6) for step in (0, 499, 500, 750)]
     [0.1, 0.1, 0.01, 0.001]
     """
-    _check_positive_int(epochs, "epochs")
-    _check_positive_int(steps_per_epoch, "steps_per_epoch")
-    _check_positive_number(initial_learning_rate, "initial_learning_rate")
-    _check_positive_number(decay, "decay")
+    check_int("epochs", epochs, minimum=1)
+    check_int("steps_per_epoch", steps_per_epoch, minimum=1)
+    check_number("initial_learning_rate", initial_learning_rate, low=0.0, low_open=True)
+    check_number("decay", decay, low=0.0, low_open=True)
     fractions = [float(fraction) for fraction in boundaries]
     if any(not 0.0 < fraction < 1.0 for fraction in fractions) or any(
         later <= earlier for earlier, later in zip(fractions, fractions[1:])
@@ -226,13 +205,10 @@ def paper_schedule(
             "boundaries must be increasing fractions of training strictly "
             f"between 0 and 1, like (0.5, 0.75); received {tuple(boundaries)!r}."
         )
-    if isinstance(warmup_epochs, bool) or not isinstance(
-        warmup_epochs, (int, float)
-    ) or not 0 <= warmup_epochs < epochs:
-        raise ConfigurationError(
-            f"warmup_epochs must be at least 0 and less than epochs "
-            f"({epochs}); received {warmup_epochs!r}."
-        )
+    check_number(
+        "warmup_epochs", warmup_epochs, low=0.0, high=epochs, high_open=True,
+        fix=f"Warm up for fewer epochs than the {epochs} of training.",
+    )
     total_steps = epochs * steps_per_epoch
     boundary_steps = [int(round(fraction * total_steps)) for fraction in fractions]
     return StepDecay(
@@ -283,22 +259,8 @@ def paper_optimizer(
         epochs, steps_per_epoch, learning_rate, boundaries, decay,
         warmup_epochs,
     )
-    if (
-        isinstance(momentum, bool)
-        or not isinstance(momentum, (int, float))
-        or not 0 <= momentum < 1
-    ):
-        raise ConfigurationError(
-            f"momentum must be in [0, 1); received {momentum!r}."
-        )
-    if (
-        isinstance(weight_decay, bool)
-        or not isinstance(weight_decay, (int, float))
-        or weight_decay < 0
-    ):
-        raise ConfigurationError(
-            f"weight_decay must be a number >= 0; received {weight_decay!r}."
-        )
+    check_number("momentum", momentum, low=0.0, high=1.0, high_open=True)
+    check_number("weight_decay", weight_decay, low=0.0)
     return CoupledWeightDecaySGD(
         learning_rate=schedule,
         momentum=float(momentum),

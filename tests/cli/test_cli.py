@@ -8,15 +8,15 @@ import argparse
 import json
 import os
 import re
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 
 import tf_asap
-from tf_asap.cli import commands as cli
+import tf_asap.cli
+from tests.cli.runner import run_cli, user_lines
+from tf_asap.cli import flags, prune_settings
 
 DATA_AVAILABLE = os.path.isdir("/usr/share/datasets/fashion-mnist") or bool(
     os.environ.get("TF_ASAP_DATA_DIR")
@@ -24,34 +24,6 @@ DATA_AVAILABLE = os.path.isdir("/usr/share/datasets/fashion-mnist") or bool(
 needs_fashion_mnist = pytest.mark.skipif(
     not DATA_AVAILABLE, reason="Fashion-MNIST IDX files not installed"
 )
-
-# Lines TensorFlow prints at start-up, before the command line can filter
-# them (tf_asap/__init__.py imports TensorFlow). Tests look past them.
-_STARTUP_NOISE = re.compile(
-    r"^(WARNING: All log messages before absl::InitializeLog|[IWEF]\d{4} \d\d:|"
-    r"To enable the following instructions)"
-)
-
-
-# The console script pip installed beside this interpreter; `python -m` where
-# the package is not installed.
-_SCRIPT = os.path.join(os.path.dirname(sys.executable), "tf-asap")
-_COMMAND = [_SCRIPT] if os.access(_SCRIPT, os.X_OK) else [sys.executable, "-m", "tf_asap.cli"]
-
-
-def run_cli(*args, timeout=240):
-    """Runs `tf-asap ARGS` in a new process; returns the CompletedProcess."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
-    return subprocess.run(
-        [*_COMMAND, *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, env=env,
-    )
-
-
-def user_lines(text):
-    """The lines of `text` that are not TensorFlow start-up noise."""
-    return [line for line in text.splitlines() if line.strip() and not _STARTUP_NOISE.match(line)]
-
 
 # ---------------------------------------------------------------------------
 # Parsing, in-process
@@ -62,7 +34,7 @@ def user_lines(text):
     [("0.5%", 0.005), ("70%", 0.7), ("0.005", 0.005), ("0", 0.0), (" 12.5% ", 0.125)],
 )
 def test_fraction_reads_percents_and_plain_fractions(text, expected):
-    assert cli.fraction(text) == pytest.approx(expected)
+    assert flags.fraction(text) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(
@@ -72,19 +44,19 @@ def test_fraction_reads_percents_and_plain_fractions(text, expected):
 )
 def test_fraction_rejects_values_outside_zero_one_with_a_hint(text, message):
     with pytest.raises(argparse.ArgumentTypeError, match=re.escape(message)):
-        cli.fraction(text)
+        flags.fraction(text)
 
 
 @pytest.mark.parametrize("command", ["train", "prune", "export", "profile", "report", "demo"])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        cli.main([command, "--help"])
+        tf_asap.cli.main([command, "--help"])
     assert exit_info.value.code == 0
     assert f"usage: tf-asap {command}" in capsys.readouterr().out
 
 
 def test_no_command_prints_help_and_exits_2(capsys):
-    assert cli.main([]) == 2
+    assert tf_asap.cli.main([]) == 2
     assert "COMMAND" in capsys.readouterr().out
 
 
@@ -103,7 +75,7 @@ def test_no_command_prints_help_and_exits_2(capsys):
 )
 def test_contradictory_flags_are_usage_errors_naming_the_flag(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert cli.main(["--debug", *argv]) == 2
+    assert tf_asap.cli.main(["--debug", *argv]) == 2
     err = capsys.readouterr().err
     assert f"usage: tf-asap {argv[0]}" in err
     assert message in err
@@ -113,7 +85,7 @@ def test_prune_refuses_an_existing_run_without_resume(capsys, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "run.json").write_text("{}")
-    code = cli.main(["--debug", "prune", "m.keras", "--run-dir", str(run_dir),
+    code = tf_asap.cli.main(["--debug", "prune", "m.keras", "--run-dir", str(run_dir),
                      "--max-accuracy-drop", "1%"])
     assert code == 2
     assert "Pass --resume to continue it" in capsys.readouterr().err
@@ -122,7 +94,7 @@ def test_prune_refuses_an_existing_run_without_resume(capsys, tmp_path):
 def test_weight_rewinding_without_a_checkpoint_is_a_usage_error(capsys, tmp_path):
     model = tmp_path / "m.keras"
     model.write_bytes(b"")
-    code = cli.main(["--debug", "prune", str(model), "--run-dir", str(tmp_path / "r"),
+    code = tf_asap.cli.main(["--debug", "prune", str(model), "--run-dir", str(tmp_path / "r"),
                      "--max-accuracy-drop", "1%", "--rewind", "weights", "--dataset", "mnist"])
     assert code == 2
     assert "--rewind weights needs the rewind checkpoint" in capsys.readouterr().err
@@ -265,7 +237,9 @@ def test_prune_runs_rounds_with_weight_rewinding_and_writes_the_result(pruned):
     run_dir, result = pruned
     assert result.returncode == 0, result.stderr
     assert "weights rewinding to epoch 1 of 2" in result.stdout
-    assert re.search(r"Best round \d+: accuracy", result.stdout)
+    assert re.search(r"Best round \d+: validation accuracy", result.stdout)
+    assert "Decisions use the validation data: 10% of the training split" in result.stdout
+    assert re.search(r"Test accuracy \(not used by any decision\): baseline \d+\.\d\d%", result.stdout)
     assert (run_dir / "final" / "slim.keras").is_file()
     assert (run_dir / "report.md").is_file()
     rounds = [json.loads(line) for line in (run_dir / "rounds.jsonl").read_text().splitlines()]
@@ -273,6 +247,7 @@ def test_prune_runs_rounds_with_weight_rewinding_and_writes_the_result(pruned):
     saved = json.loads((run_dir / "prune.json").read_text())
     assert saved["max_accuracy_drop"] == pytest.approx(0.05)
     assert saved["rewind"] == "weights"
+    assert saved["validation_split"] == pytest.approx(0.1) and saved["seed"] == 0
     assert user_lines(result.stderr) == []
 
 
@@ -326,17 +301,55 @@ def test_export_writes_saved_model_and_int8_tflite_with_accuracy(pruned):
 
 
 def test_step_growth_flag_reaches_the_policy_and_rejects_values_below_one(capsys):
-    args = cli.build_parser().parse_args(
+    args = tf_asap.cli.build_parser().parse_args(
         ["prune", "m.keras", "--run-dir", "r", "--max-accuracy-drop", "1%", "--step-growth", "2"]
     )
-    settings = {key: getattr(args, key, None) for key in cli._PRUNE_KEYS}
-    assert cli._policy(settings).step_growth == 2.0
+    settings = prune_settings.from_args(args)
+    assert prune_settings.make_policy(settings).step_growth == 2.0
     settings["step_growth"] = None  # not given: the paper's rule
-    assert cli._policy(settings).step_growth == 1.0
+    assert prune_settings.make_policy(settings).step_growth == 1.0
     with pytest.raises(SystemExit) as stopped:
-        cli.build_parser().parse_args(
+        tf_asap.cli.build_parser().parse_args(
             ["prune", "m.keras", "--run-dir", "r", "--params-reduction", "70%",
              "--step-growth", "0.5"]
         )
     assert stopped.value.code == 2
-    assert "--step-growth: expected a number >= 1, got '0.5'" in capsys.readouterr().err
+    assert "argument --step-growth: must be a number >= 1; received 0.5" in capsys.readouterr().err
+
+
+def _prune_settings(*flags):
+    args = tf_asap.cli.build_parser().parse_args(["prune", "m.keras", "--run-dir", "r", *flags])
+    return prune_settings.from_args(args)
+
+
+def test_metric_and_mode_reach_a_policy_that_takes_them(monkeypatch):
+    from tf_asap.pruning import policies
+
+    class WithMetric:
+        def __init__(self, max_accuracy_drop, minimize, metric="accuracy", mode="max"):
+            self.metric, self.mode = metric, mode
+
+    monkeypatch.setattr(policies, "AccuracyGuaranteed", WithMetric)
+    settings = _prune_settings("--max-accuracy-drop", "1%", "--metric", "mae", "--mode", "min")
+    policy = prune_settings.make_policy(settings)
+    assert (policy.metric, policy.mode) == ("mae", "min")
+    assert prune_settings.describe_policy(settings).startswith("mae drop <= 1%")
+
+
+def test_metric_on_a_policy_without_it_is_a_usage_error_naming_the_flag(monkeypatch):
+    from tf_asap.pruning import policies
+
+    class AccuracyOnly:
+        def __init__(self, reduction, tolerance=0.03):
+            pass
+
+    monkeypatch.setattr(policies, "ParamsTarget", AccuracyOnly)
+    settings = _prune_settings("--params-reduction", "50%", "--metric", "auc")
+    with pytest.raises(flags.UsageError, match="--metric is not supported by AccuracyOnly"):
+        prune_settings.make_policy(settings)
+
+
+def test_mode_without_metric_is_a_usage_error(capsys):
+    assert tf_asap.cli.main(["--debug", "prune", "m.keras", "--run-dir", "r",
+                             "--max-accuracy-drop", "1%", "--mode", "min"]) == 2
+    assert "--mode says which way --metric improves" in capsys.readouterr().err

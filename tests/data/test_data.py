@@ -1,11 +1,14 @@
 import gzip
 import os
+import re
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tf_asap import data
+import tf_asap.data.idx  # noqa: F401  (patched below)
+import tf_asap.data.tfds_source  # noqa: F401
 from tf_asap.errors import ConfigurationError
 from tf_asap.errors import DataError
 
@@ -49,10 +52,10 @@ def write_tiny_fashion(directory, count=8, seed=0, compress=True):
 @pytest.fixture
 def no_data_sources(monkeypatch, tmp_path):
     """Hide Debian's files, Keras' cache, the env var and tensorflow-datasets."""
-    monkeypatch.setattr(data, "SYSTEM_DATA_DIRS", (str(tmp_path / "system"),))
+    monkeypatch.setattr(data.idx, "SYSTEM_DATA_DIRS", (str(tmp_path / "system"),))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
-    monkeypatch.setattr(data, "_import_tfds", lambda: None)
+    monkeypatch.setattr(data.tfds_source, "import_tfds", lambda: None)
     return tmp_path
 
 
@@ -103,7 +106,7 @@ def test_read_idx_reads_real_fashion_mnist_files():
 def test_load_arrays_reads_fashion_mnist_from_debian_location(monkeypatch, tmp_path):
     monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setattr(data, "_import_tfds", lambda: None)
+    monkeypatch.setattr(data.tfds_source, "import_tfds", lambda: None)
     images, labels = data.load_arrays("fashion_mnist", "train")
     assert images.shape == (60000, 28, 28, 1)
     assert images.dtype == np.float32
@@ -218,7 +221,7 @@ def test_missing_dataset_error_reports_tfds_failure(no_data_sources, monkeypatch
         def load(*args, **kwargs):
             raise ConnectionError("no route to host")
 
-    monkeypatch.setattr(data, "_import_tfds", lambda: OfflineTfds)
+    monkeypatch.setattr(data.tfds_source, "import_tfds", lambda: OfflineTfds)
     with pytest.raises(DataError, match="ConnectionError: no route to host"):
         data.load_arrays("cifar10", "test")
 
@@ -372,3 +375,101 @@ def test_imagenet_style_pipeline_resizes_and_crops(mock_tfds):
     assert images.shape == (5, 224, 224, 3)
     with pytest.raises(ConfigurationError, match="needs a limit"):
         data.load_arrays("imagenet2012", "validation")
+
+
+# The user's own data: image folders and .npz files
+
+
+def write_image_folder(root, classes=3, per_class=4, size=(12, 10), channels=1, seed=0):
+    """A folder with one sub-folder of PNGs per class; returns its path."""
+    rng = np.random.default_rng(seed)
+    for index in range(classes):
+        folder = root / f"class_{index}"
+        folder.mkdir(parents=True)
+        for number in range(per_class):
+            pixels = rng.integers(0, 256, (*size, channels), dtype=np.uint8)
+            (folder / f"{number}.png").write_bytes(tf.io.encode_png(pixels).numpy())
+    return root
+
+
+def test_image_folder_reads_classes_in_alphabetical_order_and_resizes(tmp_path):
+    root = write_image_folder(tmp_path / "pics", classes=3, per_class=4)
+    loaded = data.load_image_folder(root, image_size=(8, 8))
+    assert loaded.class_names == ["class_0", "class_1", "class_2"]
+    assert loaded.images.shape == (12, 8, 8, 1) and loaded.images.dtype == np.uint8
+    assert loaded.labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda root: root.mkdir(), "holds no images in class sub-folders"),
+        (lambda root: write_image_folder(root, classes=1), "holds one class only ('class_0')"),
+    ],
+)
+def test_image_folder_errors_name_the_path_and_the_fix(tmp_path, make, message):
+    root = tmp_path / "pics"
+    make(root)
+    with pytest.raises(DataError, match=re.escape(message)) as raised:
+        data.load_image_folder(root)
+    assert str(root) in str(raised.value)
+
+
+def test_image_folder_with_mixed_channel_counts_is_refused(tmp_path):
+    root = write_image_folder(tmp_path / "pics", classes=2, channels=1)
+    rgb = np.zeros((12, 10, 3), np.uint8)
+    (root / "class_1" / "colour.png").write_bytes(tf.io.encode_png(rgb).numpy())
+    with pytest.raises(DataError, match="different channel counts") as raised:
+        data.load_image_folder(root)
+    assert "colour.png' has 3" in str(raised.value)
+    assert "Image.convert('RGB')" in str(raised.value)
+
+
+def test_fit_images_to_model_converts_channels_and_checks_labels(tmp_path):
+    root = write_image_folder(tmp_path / "pics", classes=3, channels=1)
+    loaded = data.load_image_folder(root)
+    fitted, notes = data.fit_images_to_model(loaded, (6, 6, 3), num_classes=3)
+    assert fitted.images.shape == (12, 6, 6, 3)
+    np.testing.assert_array_equal(fitted.images[..., 0], fitted.images[..., 2])
+    assert notes == ["converted 1-channel images to 3 channel(s)", "resized 12x10 images to 6x6"]
+    with pytest.raises(DataError, match=r"label 2 is outside the model's 2 classes \(0..1\) \(3 class folders\)"):
+        data.fit_images_to_model(loaded, (12, 10, 1), num_classes=2)
+
+
+def test_npz_splits_are_read_and_a_missing_key_is_named(tmp_path):
+    path = tmp_path / "arrays.npz"
+    x = np.zeros((5, 4, 4), np.uint8)
+    np.savez(path, x_train=x, y_train=np.arange(5), x_test=x[:2], y_test=np.arange(2))
+    splits = data.load_npz(path)
+    assert sorted(splits) == ["test", "train"]
+    assert splits["train"].images.shape == (5, 4, 4, 1)  # (N, H, W) gains its channel axis
+    np.savez(path, x_train=x, y_train=np.arange(5), x_val=x)
+    with pytest.raises(DataError, match=r"has no array 'y_val' \(it has x_train, x_val, y_train\)"):
+        data.load_npz(path)
+
+
+def test_holdout_is_seeded_disjoint_and_complete():
+    train, validation = data.holdout(100, 0.1, seed=3)
+    assert len(validation) == 10 and len(train) == 90
+    assert set(train).isdisjoint(validation) and set(train) | set(validation) == set(range(100))
+    np.testing.assert_array_equal(data.holdout(100, 0.1, seed=3)[1], validation)
+    assert not np.array_equal(data.holdout(100, 0.1, seed=4)[1], validation)
+
+
+def test_load_dataset_validation_subset_is_held_out_from_training(no_data_sources):
+    write_tiny_fashion(no_data_sources / "d", count=40)
+    common = dict(batch_size=64, shuffle=False, augment=False, normalize=False,
+                  data_dir=no_data_sources / "d", validation_split=0.25, seed=1)
+    training = images_of(data.load_dataset("fashion_mnist", subset="training", **common))
+    validation = images_of(data.load_dataset("fashion_mnist", subset="validation", **common))
+    assert len(training) == 30 and len(validation) == 10
+    everything = images_of(data.load_dataset(
+        "fashion_mnist", batch_size=64, shuffle=False, augment=False, normalize=False,
+        data_dir=no_data_sources / "d",
+    ))
+    def rows(images):
+        return sorted(bytes(row) for row in np.round(images * 255).astype(np.uint8).reshape(len(images), -1))
+
+    assert rows(np.concatenate([training, validation])) == rows(everything)
+    with pytest.raises(ConfigurationError, match="go together"):
+        data.load_dataset("fashion_mnist", validation_split=0.1, data_dir=no_data_sources / "d")

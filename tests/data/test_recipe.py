@@ -128,13 +128,13 @@ def test_compile_detects_logits_from_the_output_layer():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(epochs=0), "epochs must be a positive integer"),
-        (dict(steps_per_epoch=2.5), "steps_per_epoch must be a positive integer"),
+        (dict(epochs=0), "`epochs` must be an integer >= 1"),
+        (dict(steps_per_epoch=2.5), "`steps_per_epoch` must be an integer >= 1"),
         (dict(boundaries=(0.75, 0.5)), "increasing fractions"),
         (dict(boundaries=(0.5, 1.0)), "increasing fractions"),
-        (dict(learning_rate=-0.1), "initial_learning_rate must be a positive"),
-        (dict(momentum=1.0), "momentum must be in"),
-        (dict(weight_decay=-1e-4), "weight_decay must be"),
+        (dict(learning_rate=-0.1), "`initial_learning_rate` must be a number > 0"),
+        (dict(momentum=1.0), r"`momentum` must be a number in \[0, 1\)"),
+        (dict(weight_decay=-1e-4), "`weight_decay` must be a number >= 0"),
         (dict(warmup_epochs=10), "warmup_epochs"),
     ],
 )

@@ -1,0 +1,208 @@
+"""`tf-asap prune`: adaptive pruning to an accuracy, params or FLOPs target (Algorithm 1)."""
+
+import os
+
+from tf_asap.cli import datasets, directories, prune_settings
+from tf_asap.cli.flags import (
+    CRITERIA,
+    PROG,
+    HelpFormatter,
+    add_data,
+    add_debug,
+    add_verbose,
+    any_int,
+    at_least_one,
+    fraction,
+    positive_float,
+    positive_int,
+)
+from tf_asap.cli.output import percent, say
+
+
+def add_parser(commands):
+    """Adds `prune` and its flags to the `tf-asap` sub-parsers."""
+    parser = commands.add_parser(
+        "prune", formatter_class=HelpFormatter,
+        help="prune a trained model adaptively to an accuracy, params or FLOPs target",
+        description=(
+            "Prune a trained model round by round (Algorithm 1): score filters "
+            "(activation attention by default), mask those under the layer-aware "
+            "thresholds, rewind, retrain, evaluate on the validation data, and let the "
+            "policy raise the threshold, roll back or stop. Validation is a seeded "
+            "--validation-split of the training data (or the data's own validation "
+            "split); the test data is never used for a decision, only reported.\n\n"
+            "Give exactly one target: --max-accuracy-drop (accuracy-guaranteed), "
+            "--params-reduction (memory-constrained) or --flops-reduction "
+            "(FLOPs-constrained). Targets take fractions (0.005) or percents (0.5%).\n\n"
+            "Everything goes to --run-dir; after a crash or Ctrl-C, "
+            "`tf-asap prune --resume --run-dir DIR` continues without losing a "
+            "completed round. The result is RUN_DIR/final/slim.keras."
+        ),
+    )
+    parser.add_argument("model", nargs="?", default=None, metavar="MODEL",
+                        help="a directory written by `tf-asap train` (uses its rewind "
+                        "checkpoint and settings) or a .keras file")
+    parser.add_argument("--run-dir", required=True, help="run directory (created)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --run-dir; flags not given are taken from it")
+    target = parser.add_argument_group("target (exactly one)")
+    target.add_argument("--max-accuracy-drop", type=fraction, default=None,
+                        help="largest accuracy drop, e.g. 0.5%% or 0.005")
+    target.add_argument("--params-reduction", type=fraction, default=None,
+                        help="fraction of parameters to remove, e.g. 70%%")
+    target.add_argument("--flops-reduction", type=fraction, default=None,
+                        help="fraction of FLOPs to remove, e.g. 50%%")
+    target.add_argument("--minimize", choices=("params", "flops"), default=None,
+                        help="with --max-accuracy-drop: what to minimize (default: params)")
+    target.add_argument("--metric", default=None,
+                        help="the validation metric the policy reads, as compiled in the model "
+                        "(e.g. auc, mae) (default: accuracy)")
+    target.add_argument("--mode", choices=("max", "min"), default=None,
+                        help="with --metric: whether larger (max) or smaller (min) is better "
+                        "(default: max)")
+    target.add_argument("--tolerance", type=fraction, default=None,
+                        help="with a reduction target: how far beyond it still meets it (default: 3%%)")
+    search = parser.add_argument_group("search")
+    search.add_argument("--criterion", choices=CRITERIA, default=None,
+                        help="filter importance (default: attention, the paper's)")
+    search.add_argument("--max-rounds", type=positive_int, default=None,
+                        help="last pruning round (default: 50)")
+    search.add_argument("--step", type=positive_float, default=None,
+                        help="initial threshold step λ in relative units (default: the policy's)")
+    search.add_argument("--step-growth", type=at_least_one, default=None,
+                        help="multiply λ by this after every passing round that pruned, up "
+                        "to --step (default: 1, the paper's: a halved λ stays halved)")
+    search.add_argument("--patience", type=positive_int, default=None,
+                        help="rounds of unchanged size that end the run (default: 3)")
+    search.add_argument("--calibration-samples", type=positive_int, default=None,
+                        help="training images the filters are scored on (default: 2048)")
+    training = parser.add_argument_group("retraining")
+    training.add_argument("--rewind", choices=("weights", "lr"), default=None,
+                          help="weights: rewind weights and learning rate to epoch k (needs the "
+                          "checkpoint of `tf-asap train`; the default when there is one); lr: "
+                          "keep the weights, replay the last --epochs-per-round epochs of the "
+                          "learning-rate schedule")
+    training.add_argument("--rewind-checkpoint", default=None,
+                          help="rewind checkpoint for a MODEL given as a .keras file")
+    training.add_argument("--epochs-per-round", type=positive_int, default=None,
+                          help="retraining epochs per round (with --rewind lr; weight rewinding "
+                          "retrains from the checkpoint's epoch to the end)")
+    training.add_argument("--epochs", type=positive_int, default=None,
+                          help="length of the learning-rate schedule (default: the training's, or 10)")
+    training.add_argument("--learning-rate", type=positive_float, default=None,
+                          help="initial learning rate of the schedule, with --rewind lr "
+                          "(default: the training's)")
+    training.add_argument("--seed", type=any_int, default=None,
+                          help="random seed, also of the held-out split (default: the training's, or 0)")
+    add_data(parser, "the data MODEL was trained on")
+    add_verbose(parser)
+    add_debug(parser)
+    parser.set_defaults(handler=run)
+
+
+def run_pruning(settings, run_dir, verbose):
+    """Runs (or resumes) a pruning run.
+
+    Returns:
+        `(PruningResult, CommandData)`.
+    """
+    import keras  # heavy: imported once the arguments are known good
+
+    from tf_asap import recipe
+    from tf_asap.rounds.controller import RoundController
+
+    epochs, rewind_epoch = prune_settings.rewind_epochs(settings)
+    keras.utils.set_random_seed(settings["seed"])
+    model = directories.load_model(settings["model_path"])
+    settings["calibration_samples"] = settings["calibration_samples"] or 2048
+    data = datasets.load_for_model(model, settings["dataset"], settings)
+    steps = int(data.train.cardinality())
+    optimizer = None
+    if settings["rewind"] == "lr":
+        # Learning-rate rewinding (Renda et al., 2020): every round replays
+        # the last epochs of the recipe's schedule, built for this run's
+        # epoch length so that its decays fall where they should.
+        settings["learning_rate"] = settings["learning_rate"] or datasets.default_learning_rate(
+            model.inputs[0].shape[1:]
+        )
+        optimizer = recipe.paper_optimizer(epochs, steps, learning_rate=settings["learning_rate"])
+    elif settings["limit"] is not None:
+        _note_shorter_epochs(settings, steps)
+    saved = {key: settings[key] for key in prune_settings.KEYS}
+    saved_path = os.path.join(run_dir, directories.PRUNE_SETTINGS)
+    # Written when the run starts, so that a crashed run resumes with
+    # `--resume` alone; a resume with other flags must not replace it before
+    # the controller has accepted them (it refuses other settings).
+    if not os.path.exists(saved_path):
+        directories.write_json(saved_path, saved)
+    criterion = settings["criterion"] or "attention"
+    controller = RoundController(
+        model, prune_settings.make_policy(settings), data.train, data.validation,
+        run_dir=run_dir, epochs=epochs, rewind_epoch=rewind_epoch,
+        rewind_checkpoint=settings["rewind_checkpoint"], calibration_data=data.calibration,
+        criterion=criterion, optimizer=optimizer, verbose=verbose,
+    )
+    say(
+        f"Pruning {model.name} on {data.description} ({'; '.join(data.notes)}): "
+        f"{prune_settings.describe_policy(settings)}, criterion {criterion}, "
+        f"{settings['rewind']} rewinding to epoch {rewind_epoch} of {epochs} "
+        f"({epochs - rewind_epoch} epoch(s) of {steps} steps per round). Run directory: {run_dir}"
+    )
+    say(f"Decisions use the validation data: {data.validation_label}; the test data is only reported.")
+    result = controller.run()
+    directories.write_json(saved_path, saved)
+    return result, data
+
+
+def _note_shorter_epochs(settings, steps):
+    from tf_asap.rounds.controller import load_state
+
+    baseline_steps = load_state(settings["rewind_checkpoint"])[1].get("steps_per_epoch")
+    if baseline_steps and baseline_steps != steps:
+        # The rewound schedule counts optimizer steps of the full training.
+        say(
+            f"Note: the baseline's learning-rate schedule was built for "
+            f"{baseline_steps} steps per epoch; with --limit an epoch has {steps}, so "
+            "each round covers a shorter stretch of it. --rewind lr fits the "
+            "schedule to --limit."
+        )
+
+
+def test_accuracies(settings, result, data):
+    """`(baseline, pruned)` accuracy on the test data, or `None` without test data."""
+    if data.test is None:
+        return None
+    baseline = directories.deployable(directories.load_model(settings["model_path"]))
+    return datasets.accuracy(baseline, data.test), datasets.accuracy(result.slim_model, data.test)
+
+
+def result_lines(result, tested):
+    """What a finished run prints: validation (decisions) and test (report only)."""
+    baseline, best = result.rounds[0], result.best
+    lines = [
+        f"Best round {result.best_round}: validation accuracy {percent(baseline['accuracy'])} -> "
+        f"{percent(best['accuracy'])}, params -{100 * best['params_reduction']:.1f}%, "
+        f"FLOPs -{100 * best['flops_reduction']:.1f}% ({len(result.rounds) - 1} rounds).",
+    ]
+    if tested is not None:
+        lines.append(
+            f"Test accuracy (not used by any decision): baseline {percent(tested[0])} -> "
+            f"pruned {percent(tested[1])} ({100 * (tested[1] - tested[0]):+.2f} pts)."
+        )
+    lines += [
+        f"Stopped: {result.rounds[-1].get('reason', '')}",
+        f"Masked model: {os.path.join(result.run_dir, directories.FINAL_MODEL)}",
+        f"Slim model:   {os.path.join(result.run_dir, directories.SLIM_MODEL)}",
+        f"Report:       {os.path.join(result.run_dir, directories.REPORT)}",
+    ]
+    return lines
+
+
+def run(args):
+    """Prunes (or resumes); returns the exit code."""
+    settings = prune_settings.resolve(prune_settings.from_args(args), args.run_dir, args.resume)
+    result, data = run_pruning(settings, args.run_dir, args.verbose)
+    for line in result_lines(result, test_accuracies(settings, result, data)):
+        say(line)
+    say(f"Next: {PROG} export {args.run_dir} --output {os.path.join(args.run_dir, 'export')}")
+    return 0
