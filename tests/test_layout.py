@@ -77,7 +77,13 @@ def _imports(module, path):
                 anchor = parts if is_package else parts[:-1]
                 anchor = anchor[: len(anchor) - (node.level - 1)]
                 base = ".".join(anchor + ([base] if base else []))
-            names = [f"{base}.{alias.name}" for alias in node.names] + [base]
+            # `from package import module` depends on that module (the package's
+            # __init__ runs on any submodule import, so it is no dependency of
+            # its own); `from package import name` depends on the package.
+            names = [
+                f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base
+                for alias in node.names
+            ]
         else:
             continue
         for name in names:
