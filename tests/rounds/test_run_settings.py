@@ -59,7 +59,7 @@ def test_test_data_is_reported_but_never_decides(tmp_path, monkeypatch):
     original = step_module.RoundResult
 
     def recording_result(**fields):
-        decided_on.append(fields["accuracy"])
+        decided_on.append(fields["score"])
         return original(**fields)
 
     monkeypatch.setattr(step_module, "RoundResult", recording_result)
@@ -112,16 +112,11 @@ def test_max_fraction_outside_zero_one_is_refused(tmp_path):
         controller(tmp_path, ParamsTarget(0.3), max_fraction=1.5)
 
 
-class TopTwoAccuracyGuaranteed(AccuracyGuaranteed):
-    """A policy that decides on another metric than accuracy."""
-
-    metric = "sparse_top_k_categorical_accuracy"
-    mode = "max"
-
-
 def test_the_policy_metric_is_compiled_read_and_logged_under_its_name(tmp_path):
     run = controller(
-        tmp_path, TopTwoAccuracyGuaranteed(0.5, max_rounds=1), validation_data=TEST,
+        tmp_path,
+        AccuracyGuaranteed(0.5, max_rounds=1, metric="sparse_top_k_categorical_accuracy"),
+        validation_data=TEST,
     )
     result = run.run()
     name = "sparse_top_k_categorical_accuracy"

@@ -171,7 +171,11 @@ def run(args):
     say("")
     say(f"Pruned SavedModel: {small['saved_model']}")
     say(f"Pruned int8 TFLite: {small['tflite']}")
-    say(f"Round report: {os.path.join(args.run_dir, directories.REPORT)} (plot: rounds.png)")
+    say(f"Round report: {os.path.join(args.run_dir, directories.REPORT)}")
+    from tf_asap.rounds.run_directory import LAYERS_PLOT_NAME, PLOT_NAME
+
+    say(f"Pictures: {os.path.join(args.run_dir, PLOT_NAME)} (Figure 4: drop and size per round), "
+        f"{os.path.join(args.run_dir, LAYERS_PLOT_NAME)} (filters kept per layer)")
     say(f"Time: pruning {prune_seconds / 60:.1f} min, total {total_seconds / 60:.1f} min.")
     directories.write_json(os.path.join(out, "summary.json"), {
         "command": directories.command_line(args.argv), "date": directories.today(),

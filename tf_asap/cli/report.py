@@ -42,4 +42,6 @@ def run(args):
     say(text.rstrip())
     say("")
     say(f"Plot: {plot}" if plot else "No plot: install matplotlib (pip install tf_asap[plot]).")
+    if written.get("layers_plot"):
+        say(f"Layers: {written['layers_plot']} (filters kept per layer, params and FLOPs share)")
     return 0
