@@ -13,7 +13,7 @@ from tests.architectures import (
     resnet20,
     sequential_cnn,
 )
-from tf_asap.core.graph import channel_groups
+from tf_asap.core.analysis import channel_groups
 from tf_asap.core.masks import apply_masks, get_masks, make_prunable
 from tf_asap.errors import ConfigurationError
 from tf_asap.rounds.controller import restore_state, snapshot_state

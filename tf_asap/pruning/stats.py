@@ -39,7 +39,7 @@ import tensorflow as tf
 
 from tf_asap.checks import check_bool, check_choice, check_number
 from tf_asap.errors import DataError, UnsupportedModelError
-from tf_asap.core.graph import channel_groups
+from tf_asap.core.analysis import channel_groups
 from tf_asap.inputs import as_batches
 from tf_asap.core.masks import get_masks, is_prunable_model
 

@@ -35,214 +35,20 @@ channel-keep indices that surgery uses. `write_back` puts the trained
 values back at the kept positions, leaving pruned positions as they were.
 """
 
-import dataclasses
-
 import keras
 import numpy as np
 
 from tf_asap.checks import check_bool
-from tf_asap.errors import ConfigurationError, UnsupportedModelError
-
-# ---------------------------------------------------------------------------
-# Coupling to the rest of tf_asap, in one place. Every name used from other
-# modules is imported here and nowhere else in this file:
-#   core.graph:   analyze (ChannelAnalysis.graph.calls, .keep_indices, .state),
-#                 channel_axes
-#   core.masks:   current_keep, is_prunable_model, mask_digest
-#   core.layers:  MaskedLayer, is_maskable
-#   core.surgery: slim
-#   rounds.controller: ModelState, snapshot_state
-#   recipe:       outputs_logits
-from tf_asap.core import graph as _graph
-from tf_asap.core.layers import MaskedLayer, is_maskable
-from tf_asap.core.masks import current_keep, is_prunable_model, mask_digest
+from tf_asap.core.masks import is_prunable_model, mask_digest
 from tf_asap.core.surgery import slim
+from tf_asap.errors import ConfigurationError
 from tf_asap.recipe import outputs_logits
-from tf_asap.rounds.controller import ModelState, snapshot_state
-
-
-def _has_state(analysis, key):
-    try:
-        analysis.state(key)
-    except KeyError:
-        return False
-    return True
-
-
-def _keep_indices_by_layer(model):
-    """{layer name: (input keep indices, output keep indices)}, as surgery slices.
-
-    `None` means the axis is not sliced. Channel-wise layers (BatchNorm,
-    depthwise convolutions, PReLU) use their input indices for both.
-    """
-    analysis = _graph.analyze(model)
-    keep = current_keep(analysis)
-    indices = {}
-    for call in analysis.graph.calls:
-        name = getattr(call.op, "name", None)
-        if name in indices or not call.inputs or not call.outputs:
-            continue
-        in_key, out_key = call.inputs[0], call.outputs[0]
-        in_index = analysis.keep_indices(in_key, keep) if _has_state(analysis, in_key) else None
-        out_index = analysis.keep_indices(out_key, keep) if _has_state(analysis, out_key) else None
-        inner = call.op.layer if isinstance(call.op, MaskedLayer) else call.op
-        if in_index is not None and out_index is not None and not is_maskable(inner):
-            out_index = in_index
-        indices[name] = (in_index, out_index)
-    return indices
-
-
-def _mask_ids(model):
-    ids = set()
-    for layer in model.layers:
-        if isinstance(layer, MaskedLayer):
-            ids.update((id(layer.filter_mask), id(layer.input_mask)))
-    return ids
-
-
-# ---------------------------------------------------------------------------
-# The plan.
-
-
-@dataclasses.dataclass(frozen=True)
-class VariableSlice:
-    """How one variable of the masked model maps onto the slim model.
-
-    Attributes:
-        layer: Name of the layer holding the variable (the same in both
-            models).
-        position: Index of the variable among the layer's weights in the
-            slim model (the wrapped layer's weights for a `MaskedLayer`).
-        axes: `{axis: kept indices}` for every axis that indexes channels;
-            axes not listed are kept whole.
-    """
-
-    layer: str
-    position: int
-    axes: dict
-
-    def take(self, value):
-        """The slim model's part of a full-size array."""
-        value = np.asarray(value)
-        for axis, index in self.axes.items():
-            value = np.take(value, index, axis=axis)
-        return value
-
-    def put(self, full, part):
-        """A copy of `full` with the kept positions replaced by `part`."""
-        full = np.array(full)
-        selector = tuple(
-            self.axes.get(axis, np.arange(size)) for axis, size in enumerate(full.shape)
-        )
-        full[np.ix_(*selector)] = part
-        return full
-
-
-@dataclasses.dataclass(frozen=True)
-class SlicingPlan:
-    """Where every variable of a masked model lives in its slimmed copy.
-
-    Made by `slicing_plan` for one set of masks; `build_slim_trainable` and
-    `write_back` refuse a plan whose masks are no longer the model's.
-
-    Attributes:
-        slices: One entry per `masked_model.weights`, in order: a
-            `VariableSlice`, or `None` for a mask variable (masks are not
-            part of the slim model).
-        mask_digest: The fingerprint of the masks the plan was made for
-            (`tf_asap.core.masks.mask_digest`).
-    """
-
-    slices: tuple
-    mask_digest: str
-
-    def slice_weights(self, values):
-        """Slices `[array per masked-model weight]` to the slim model's arrays.
-
-        Returns:
-            `{(layer, position): array}` for every non-mask variable.
-        """
-        return {
-            (entry.layer, entry.position): entry.take(value)
-            for entry, value in zip(self.slices, values)
-            if entry is not None
-        }
-
-
-def slicing_plan(masked_model):
-    """Derives, once per set of masks, how to slice every variable of a model.
-
-    Uses the same channel analysis and keep indices as
-    `tf_asap.core.surgery.slim`, so a sliced array has exactly the shape of
-    the slim model's variable.
-
-    Args:
-        masked_model: A model returned by `tf_asap.make_prunable`, with its
-            masks set.
-
-    Returns:
-        A `SlicingPlan`.
-
-    Raises:
-        ConfigurationError: If the model has no masks.
-        UnsupportedModelError: For a variable the plan cannot place.
-
-    Example:
-
-    >>> plan = slicing_plan(pm)
-    >>> len(plan.slices) == len(pm.weights)
-    True
-    """
-    if not isinstance(masked_model, keras.Model) or not is_prunable_model(masked_model):
-        raise ConfigurationError(
-            "slicing_plan needs a prunable model (one returned by "
-            f"tf_asap.make_prunable); received {type(masked_model).__name__} "
-            f"'{getattr(masked_model, 'name', masked_model)}'. Call "
-            "pm = tf_asap.make_prunable(model) and pass pm."
-        )
-    indices = _keep_indices_by_layer(masked_model)
-    placed = {}
-    for layer in masked_model.layers:
-        inner = layer.layer if isinstance(layer, MaskedLayer) else layer
-        if not inner.weights:
-            continue
-        in_index, out_index = indices.get(layer.name, (None, None))
-        for position, (variable, axes) in enumerate(zip(inner.weights, _graph.channel_axes(inner))):
-            kept = {}
-            for axis, (kind, expand) in axes.items():
-                index = in_index if kind == "in" else out_index
-                if index is None:
-                    continue
-                if expand > 1:
-                    index = (index[:, None] * expand + np.arange(expand)[None, :]).reshape(-1)
-                if len(index) != variable.shape[axis]:
-                    kept[axis] = np.asarray(index, dtype=np.int64)
-            placed[id(variable)] = VariableSlice(layer.name, position, kept)
-    masks = _mask_ids(masked_model)
-    slices = []
-    for variable in masked_model.weights:
-        if id(variable) in masks:
-            slices.append(None)
-        elif id(variable) in placed:
-            slices.append(placed[id(variable)])
-        else:
-            raise UnsupportedModelError(
-                f"Variable '{variable.path}' of model '{masked_model.name}' belongs "
-                "to no top-level layer, so it cannot be placed in the slim model. "
-                "Build the model from plain Keras layers (make_prunable flattens "
-                "nested models)."
-            )
-    return SlicingPlan(tuple(slices), mask_digest(masked_model))
+from tf_asap.rounds.slicing import SlicingPlan, VariableSlice, slicing_plan  # noqa: F401
+from tf_asap.rounds.state import ModelState, optimizer_variable_name, snapshot_state
 
 
 # ---------------------------------------------------------------------------
 # Optimizer slots.
-
-
-def _optimizer_variable_name(variable):
-    # "sgd_1/conv1_conv1_kernel_momentum" -> "conv1_conv1_kernel_momentum",
-    # the naming of tf_asap.rounds.controller.ModelState.optimizer.
-    return variable.path.split("/", 1)[-1]
 
 
 def _slot_references(optimizer_variables, model_variables):
@@ -255,7 +61,7 @@ def _slot_references(optimizer_variables, model_variables):
     prefixes = [variable.path.replace("/", "_") + "_" for variable in model_variables]
     found = []
     for variable in optimizer_variables:
-        name = _optimizer_variable_name(variable)
+        name = optimizer_variable_name(variable)
         best = None
         for index, prefix in enumerate(prefixes):
             if name.startswith(prefix) and tuple(variable.shape) == tuple(model_variables[index].shape):
@@ -428,7 +234,7 @@ def build_slim_trainable(
     if not isinstance(state, ModelState):
         raise ConfigurationError(
             f"state must be a ModelState; received {type(state).__name__}. Take "
-            "one with tf_asap.rounds.controller.snapshot_state(masked_model)."
+            "one with tf_asap.rounds.state.snapshot_state(masked_model)."
         )
     weights = state.weights or snapshot_state(masked_model, optimizer=False).weights
     _check_state_fits("weights", [v.shape for v in masked_model.weights], weights)
