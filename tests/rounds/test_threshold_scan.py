@@ -60,6 +60,9 @@ def test_scan_starts_at_the_largest_threshold_within_three_times_the_bound(tmp_p
     # The scan stops at the first candidate beyond the limit.
     assert all(c["drop"] <= scan["limit"] for c in scan["candidates"][:-1])
     assert scan["chosen"] == (max(passing) if passing else None)
+    # Masks only grow with T: so does the share of params the candidates remove.
+    reductions = [c["params_reduction"] for c in scan["candidates"]]
+    assert reductions == sorted(reductions) and reductions[-1] > 0
     expected = scan["chosen"] if scan["chosen"] is not None else 0.0
     assert result.rounds[1]["threshold"] == pytest.approx(expected)
 

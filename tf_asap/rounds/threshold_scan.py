@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tf_asap.core.counting import count_cost
 from tf_asap.core.masks import apply_masks, get_masks
 from tf_asap.inputs import DEFAULT_BATCH_SIZE
 from tf_asap.pruning.thresholds import threshold_masks
@@ -72,7 +73,8 @@ def scan_thresholds(model, policy, scores, reference, validation, *, objective, 
 
     Returns:
         A dict: `samples`, the unpruned `baseline` metric on them, the
-        `candidates` (`[{"threshold", "metric", "drop"}]`, in order), the
+        `candidates` (`[{"threshold", "metric", "drop", "params_reduction"}]`,
+        in order), the
         `limit` (`3 x` the bound) and the `chosen` threshold (`None` when no
         candidate qualifies).
     """
@@ -92,7 +94,10 @@ def scan_thresholds(model, policy, scores, reference, validation, *, objective, 
             apply_masks(model, masks)
             value = evaluate_metric(model, subset, metric)
             drop = sign * (baseline - value)
-            candidates.append({"threshold": threshold, "metric": value, "drop": drop})
+            candidates.append({
+                "threshold": threshold, "metric": value, "drop": drop,
+                "params_reduction": count_cost(model).params_reduction,
+            })
             if drop > limit:
                 break
             chosen = threshold
