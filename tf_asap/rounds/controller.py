@@ -10,7 +10,7 @@ round `r >= 1` then
 3. rewinds to epoch `k` and retrains for the remaining `T - k` epochs
    (`tf_asap.rounds.retraining`), then evaluates on held-out validation
    data (never the test data, which is only reported),
-5. asks the policy (`tf_asap.pruning.policies`) what to do next: prune harder, roll
+4. asks the policy (`tf_asap.pruning.policies`) what to do next: prune harder, roll
    back to an earlier round (its weights and masks are restored exactly), or
    stop with the best acceptable round.
 
