@@ -40,9 +40,6 @@ LONG_MODULES = {
     # observe, rollback, the best round, its saved state): split, one
     # decision would be read across two files.
     "tf_asap.pruning.policies.base": (540, "the Policy state machine"),
-    # Algorithm 1's loop with its 150-line argument documentation; retraining
-    # (rewind, slim or masked fit, distillation) is to move to its own module.
-    "tf_asap.rounds.controller": (600, "Algorithm 1's loop and its documented arguments"),
 }
 
 

@@ -353,3 +353,60 @@ def test_mode_without_metric_is_a_usage_error(capsys):
     assert tf_asap.cli.main(["--debug", "prune", "m.keras", "--run-dir", "r",
                              "--max-accuracy-drop", "1%", "--mode", "min"]) == 2
     assert "--mode says which way --metric improves" in capsys.readouterr().err
+
+
+def test_search_and_retraining_flags_reach_the_policy_and_the_controller():
+    settings = _prune_settings(
+        "--max-accuracy-drop", "1%", "--schedule", "bisect", "--max-fraction", "none",
+        "--scan-samples", "256", "--no-early-rejection", "--retrain", "masked", "--distill",
+        "--distill-alpha", "0.3", "--distill-temperature", "2", "--final-epochs", "3",
+    )
+    assert prune_settings.make_policy(settings).schedule == "bisect"
+    assert prune_settings.engine_options(settings) == {
+        "max_fraction": None, "scan_samples": 256, "early_rejection": False,
+        "retrain": "masked", "final_epochs": 3,
+        "distillation": {"alpha": 0.3, "temperature": 2.0},
+    }
+
+
+def test_engine_flags_not_given_keep_the_library_defaults():
+    settings = _prune_settings("--max-accuracy-drop", "1%", "--max-fraction", "25%")
+    assert prune_settings.make_policy(settings).schedule == "paper"
+    assert prune_settings.engine_options(settings) == {"max_fraction": 0.25}
+    assert prune_settings.engine_options(_prune_settings("--max-accuracy-drop", "1%", "--distill")) == {
+        "distillation": {}
+    }
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--max-fraction", "0"], "argument --max-fraction: must be above 0"),
+        (["--max-fraction", "lots"], "argument --max-fraction: expected a fraction"),
+        (["--retrain", "fast"], "argument --retrain: invalid choice"),
+        (["--scan-samples", "-1"], "argument --scan-samples: must be an integer >= 0"),
+        (["--final-epochs", "x"], "argument --final-epochs"),
+    ],
+)
+def test_bad_engine_flag_values_exit_2_naming_the_flag(flags, message, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        tf_asap.cli.build_parser().parse_args(
+            ["prune", "m.keras", "--run-dir", "r", "--max-accuracy-drop", "1%", *flags]
+        )
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_distill_options_without_distill_are_a_usage_error(capsys):
+    assert tf_asap.cli.main(["--debug", "prune", "m.keras", "--run-dir", "r",
+                             "--max-accuracy-drop", "1%", "--distill-alpha", "0.3"]) == 2
+    assert "--distill-alpha sets up distillation: give --distill too" in capsys.readouterr().err
+
+
+def test_demo_takes_the_engine_flags():
+    args = tf_asap.cli.build_parser().parse_args(
+        ["demo", "--retrain", "masked", "--final-epochs", "2", "--schedule", "bisect"]
+    )
+    assert (args.retrain, args.final_epochs, args.schedule) == ("masked", 2, "bisect")
+    defaults = tf_asap.cli.build_parser().parse_args(["demo"])
+    assert all(getattr(defaults, key) is None for key in tf_asap.cli.demo.ENGINE_FLAGS)

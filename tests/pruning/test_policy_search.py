@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from tests.pruning.scripted import BASELINE, SimulatedModel, drive, run_simulation, thresholds
+from tests.pruning.scripted import BASELINE, SimulatedModel, drive, drive_on, run_simulation, thresholds
+from tf_asap.errors import ConfigurationError
 from tf_asap.pruning.policies import AccuracyGuaranteed, ParamsTarget, Policy
 
 OK, BAD = 0.93, 0.80
@@ -165,3 +166,31 @@ def test_bisect_rounds_that_prune_nothing_inside_a_bracket_do_not_converge_the_r
     assert thresholds(decisions[8:13]) == pytest.approx([0.3375, 0.34375, 0.35, 0.375, 0.425])
     assert [d.action for d in decisions[8:13]] == ["prune"] * 5
     assert policy.history[-1].params == 800
+
+
+def test_start_takes_an_explicit_first_threshold_that_bisection_brackets_from():
+    policy = bisect(initial_threshold=0.1)
+    decisions = [policy.start(BASELINE, initial_threshold=0.8)]
+    assert decisions[0].threshold == pytest.approx(0.8)
+    # The configuration is unchanged (a resumed run builds the same policy).
+    assert policy.to_config()["initial_threshold"] == pytest.approx(0.1)
+    decisions += drive_on(policy, [(BAD, 300, 1)])
+    assert (decisions[1].action, decisions[1].rollback_to) == ("rollback", 0)
+    assert decisions[1].threshold == pytest.approx(0.4)  # halfway between 0 and 0.8
+
+
+def test_an_explicit_first_threshold_survives_a_state_round_trip():
+    policy = AccuracyGuaranteed(step=0.1, initial_threshold=0.0)
+    policy.start(BASELINE, initial_threshold=0.5)
+    restored = Policy.from_state(json.loads(json.dumps(policy.state_dict())))
+    # The paper's search retries a failure from the baseline at the first threshold.
+    ours = drive_on(policy, [(BAD, 300, 1)])
+    theirs = drive_on(restored, [(BAD, 300, 1)])
+    assert thresholds(ours) == thresholds(theirs)
+    assert ours[0].action == "rollback" and ours[0].threshold == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("value", [-0.5, "high"])
+def test_a_bad_explicit_first_threshold_is_refused(value):
+    with pytest.raises(ConfigurationError, match="initial_threshold"):
+        bisect().start(BASELINE, initial_threshold=value)

@@ -103,7 +103,7 @@ def finished_run(baseline, tmp_path_factory):
         fresh_copy(baseline),
         AccuracyGuaranteed(max_accuracy_drop=0.05, step=0.5, max_rounds=4),
         TRAIN, VALIDATION, run_dir=run_dir, epochs=4, rewind_epoch=2,
-        batch_size=BATCH, optimizer=sgd(), callbacks=[spy], verbose=0,
+        batch_size=BATCH, optimizer=sgd(), callbacks=[spy], retrain="masked", verbose=0,
     )
     result = controller.run()
     return controller, result, spy, run_dir
@@ -220,7 +220,7 @@ def test_weight_rewinding_resets_surviving_weights_and_optimizer_to_epoch_k(base
         ParamsTarget(reduction=0.3, step=0.5, max_rounds=2),
         TRAIN, VALIDATION, run_dir=tmp_path, epochs=4,
         rewind_checkpoint=baseline.rewind_checkpoint, batch_size=BATCH,
-        callbacks=[spy], verbose=0,
+        callbacks=[spy], retrain="masked", verbose=0,
     )
     assert controller.rewind_epoch == 2
     controller.run()
@@ -245,7 +245,7 @@ def test_retry_with_the_masks_of_an_earlier_failure_is_not_retrained(baseline, t
     spy = RoundSpy()
     controller = RoundController(
         fresh_copy(baseline), policy, TRAIN, VALIDATION, run_dir=tmp_path, epochs=4,
-        rewind_epoch=2, batch_size=BATCH, optimizer=sgd(), callbacks=[spy], verbose=0,
+        rewind_epoch=2, batch_size=BATCH, optimizer=sgd(), callbacks=[spy], retrain="masked", verbose=0,
     )
     records = controller.run().rounds
     repeats = [r for r in records if r.get("repeat_of") is not None]
@@ -281,7 +281,7 @@ def test_rollback_restores_identical_weights_and_masks(baseline, tmp_path, monke
     monkeypatch.setattr(controller_module, "prune_filters", recording_prune_filters)
     controller = RoundController(
         fresh_copy(baseline), policy, TRAIN, VALIDATION, run_dir=tmp_path, epochs=4,
-        rewind_epoch=2, batch_size=BATCH, optimizer=sgd(), callbacks=[spy],
+        rewind_epoch=2, batch_size=BATCH, optimizer=sgd(), callbacks=[spy], retrain="masked",
         skip_unpruned_rounds=False, verbose=0,  # every round trains: fit i is round i + 1
     )
     result = controller.run()
@@ -309,7 +309,7 @@ def test_a_round_that_prunes_nothing_is_evaluated_without_retraining(baseline, t
     result = RoundController(
         fresh_copy(baseline), AccuracyGuaranteed(0.05, step=1e-6, patience=1, max_rounds=3),
         TRAIN, VALIDATION, run_dir=tmp_path, epochs=4, rewind_epoch=2, batch_size=BATCH,
-        optimizer=sgd(), callbacks=[spy], verbose=0,
+        optimizer=sgd(), callbacks=[spy], retrain="masked", verbose=0,
     ).run()
     records = result.rounds
     assert len(records) == 4
@@ -371,7 +371,7 @@ def test_running_a_finished_run_again_returns_its_result_without_retraining(fini
         fresh_copy(baseline),
         AccuracyGuaranteed(max_accuracy_drop=0.05, step=0.5, max_rounds=4),
         TRAIN, VALIDATION, run_dir=run_dir, epochs=4, rewind_epoch=2,
-        batch_size=BATCH, optimizer=sgd(), callbacks=[spy], verbose=0,
+        batch_size=BATCH, optimizer=sgd(), callbacks=[spy], retrain="masked", verbose=0,
     ).run()
     assert spy.starts == []
     assert again.best_round == result.best_round

@@ -18,6 +18,13 @@ from tf_asap.cli.flags import (
 from tf_asap.cli.output import count_text, percent, say, size_text, table
 
 
+# Flags of the search and retraining, passed on to the pruning run as given.
+ENGINE_FLAGS = (
+    "schedule", "max_fraction", "scan_samples", "early_rejection", "retrain", "distill",
+    "distill_alpha", "distill_temperature", "final_epochs",
+)
+
+
 def add_parser(commands):
     """Adds `demo` and its flags to the `tf-asap` sub-parsers."""
     parser = commands.add_parser(
@@ -57,6 +64,8 @@ def add_parser(commands):
                         help="training images the filters are scored on")
     parser.add_argument("--latency-runs", type=positive_int, default=300,
                         help="timed batch-1 runs per model")
+    prune.add_search_flags(parser.add_argument_group("search"))
+    prune.add_retraining_flags(parser.add_argument_group("retraining"))
     add_verbose(parser)
     add_debug(parser)
     parser.set_defaults(handler=run)
@@ -125,6 +134,7 @@ def run(args):
         epochs_per_round=args.epochs_per_round, epochs=args.epochs, limit=args.limit,
         max_rounds=args.max_rounds, step=args.step, calibration_samples=args.calibration_samples,
         validation_split=args.validation_split,
+        **{key: getattr(args, key) for key in ENGINE_FLAGS},
     )
     settings = prune_settings.resolve(settings, args.run_dir, resume=True)
     if os.path.exists(os.path.join(args.run_dir, directories.RUN_MANIFEST)):

@@ -76,6 +76,22 @@ positive_float = _checked(float, check_number, low=0.0, low_open=True)
 at_least_one = _checked(float, check_number, low=1.0)
 
 
+def max_fraction(text):
+    """A per-round cap: a share in (0, 1] (or a percent), or "none" for the paper's rule."""
+    raw = str(text).strip().lower()
+    if raw == "none":
+        return "none"
+    if raw in ("1", "1.0", "100%"):
+        return 1.0
+    value = fraction(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(
+            f"must be above 0 (a round must be able to remove a channel), or none for "
+            f"the paper's rule; received {text!r}"
+        )
+    return value
+
+
 def validation_fraction(text):
     """A fraction of the training data held out for decisions: in (0, 1)."""
     value = fraction(text)

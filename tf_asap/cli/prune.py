@@ -13,6 +13,8 @@ from tf_asap.cli.flags import (
     any_int,
     at_least_one,
     fraction,
+    max_fraction,
+    non_negative_int,
     positive_float,
     positive_int,
 )
@@ -76,6 +78,7 @@ def add_parser(commands):
                         help="rounds of unchanged size that end the run (default: 3)")
     search.add_argument("--calibration-samples", type=positive_int, default=None,
                         help="training images the filters are scored on (default: 2048)")
+    add_search_flags(search)
     training = parser.add_argument_group("retraining")
     training.add_argument("--rewind", choices=("weights", "lr"), default=None,
                           help="weights: rewind weights and learning rate to epoch k (needs the "
@@ -94,10 +97,43 @@ def add_parser(commands):
                           "(default: the training's)")
     training.add_argument("--seed", type=any_int, default=None,
                           help="random seed, also of the held-out split (default: the training's, or 0)")
+    add_retraining_flags(training)
     add_data(parser, "the data MODEL was trained on")
     add_verbose(parser)
     add_debug(parser)
     parser.set_defaults(handler=run)
+
+
+def add_search_flags(group):
+    """The threshold-search flags shared by `prune` and `demo` (defaults: the library's)."""
+    group.add_argument("--schedule", choices=("paper", "bisect"), default=None,
+                       help="threshold search: paper (Algorithm 2, λ halves after a failure) or "
+                       "bisect (λ doubles until a failure, then bisect) (default: paper)")
+    group.add_argument("--max-fraction", type=max_fraction, default=None,
+                       help="largest share of a group's live channels one round removes, or "
+                       "none for the paper's rule (default: 0.5)")
+    group.add_argument("--scan-samples", type=non_negative_int, default=None,
+                       help="with --schedule bisect and --max-accuracy-drop: validation images of "
+                       "the scan that sizes round 1's threshold; 0 turns it off (default: 512)")
+    group.add_argument("--no-early-rejection", dest="early_rejection", action="store_const",
+                       const=False, default=None,
+                       help="retrain every round fully, even when it cannot reach the bound")
+
+
+def add_retraining_flags(group):
+    """The retraining flags shared by `prune` and `demo` (defaults: the library's)."""
+    group.add_argument("--retrain", choices=("slim", "masked"), default=None,
+                       help="train the physically slimmed model (faster, same result) or the "
+                       "masked one (default: slim)")
+    group.add_argument("--distill", action="store_const", const=True, default=None,
+                       help="distil from the unpruned model while retraining")
+    group.add_argument("--distill-alpha", type=fraction, default=None,
+                       help="with --distill: weight of the task loss; 1 - alpha weighs the "
+                       "teacher's soft targets (default: 0.5)")
+    group.add_argument("--distill-temperature", type=positive_float, default=None,
+                       help="with --distill: softmax temperature of the soft targets (default: 4)")
+    group.add_argument("--final-epochs", type=non_negative_int, default=None,
+                       help="epochs to fine-tune the chosen model after the rounds (default: 0)")
 
 
 def run_pruning(settings, run_dir, verbose):
@@ -141,6 +177,7 @@ def run_pruning(settings, run_dir, verbose):
         run_dir=run_dir, epochs=epochs, rewind_epoch=rewind_epoch,
         rewind_checkpoint=settings["rewind_checkpoint"], calibration_data=data.calibration,
         criterion=criterion, optimizer=optimizer, verbose=verbose,
+        **prune_settings.engine_options(settings),
     )
     say(
         f"Pruning {model.name} on {data.description} ({'; '.join(data.notes)}): "

@@ -20,7 +20,9 @@ KEYS = (
     "epochs", "epochs_per_round", "learning_rate", "batch_size", "limit",
     "validation_limit", "calibration_samples", "max_rounds", "step",
     "tolerance", "patience", "seed", "step_growth", "validation_split",
-    "test_data", "test_limit", "metric", "mode",
+    "test_data", "test_limit", "metric", "mode", "schedule", "max_fraction", "scan_samples",
+    "early_rejection", "retrain", "distill", "distill_alpha", "distill_temperature",
+    "final_epochs",
 )
 # Taken from the training's train.json when not given: the same data (and test data), batch,
 # schedule, and the same seed and split, so that the images held out for
@@ -104,6 +106,9 @@ def _check_target(settings):
         )
     if settings["tolerance"] is not None and settings["max_accuracy_drop"] is not None:
         raise UsageError("--tolerance applies to --params-reduction and --flops-reduction only.")
+    for flag, key in (("--distill-alpha", "distill_alpha"), ("--distill-temperature", "distill_temperature")):
+        if settings.get(key) is not None and not settings.get("distill"):
+            raise UsageError(f"{flag} sets up distillation: give --distill too.")
     if settings.get("mode") is not None and settings.get("metric") is None:
         raise UsageError(
             "--mode says which way --metric improves: give --metric NAME too (e.g. "
@@ -198,7 +203,7 @@ def make_policy(settings):
 
     common = {
         key: settings[key]
-        for key in ("max_rounds", "step", "patience", "step_growth", "metric", "mode")
+        for key in ("max_rounds", "step", "patience", "step_growth", "metric", "mode", "schedule")
         if settings.get(key) is not None
     }
     if settings["max_accuracy_drop"] is not None:
@@ -215,6 +220,26 @@ def make_policy(settings):
             policy_class, common["reduction"] = policies.FlopsTarget, settings["flops_reduction"]
     _check_metric_support(policy_class, common)
     return policy_class(**common)
+
+
+def engine_options(settings):
+    """`RoundController` keyword arguments from the search and retraining flags.
+
+    Flags not given keep the controller's defaults; `--max-fraction none`
+    is the paper's rule (`max_fraction=None`).
+    """
+    options = {}
+    if settings.get("max_fraction") is not None:
+        options["max_fraction"] = None if settings["max_fraction"] == "none" else settings["max_fraction"]
+    for key in ("scan_samples", "early_rejection", "retrain", "final_epochs"):
+        if settings.get(key) is not None:
+            options[key] = settings[key]
+    if settings.get("distill"):
+        options["distillation"] = {
+            key: settings[f"distill_{key}"] for key in ("alpha", "temperature")
+            if settings.get(f"distill_{key}") is not None
+        }
+    return options
 
 
 def _check_metric_support(policy_class, arguments):

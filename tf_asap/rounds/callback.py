@@ -9,6 +9,12 @@ counts a round in epochs of the `fit` call instead of `T - k` epochs of a
 schedule. Its round states live in memory, or, with `run_dir`, in a run
 directory written by the controller's `RunJournal`, so that a restarted `fit`
 continues the pruning where it was.
+
+What the callback does not do, and why: it retrains the masked model, not
+the slimmed one, and takes no `distillation=`. Both would need another
+model, or another loss, than the one the user's `fit` is training: a
+callback cannot swap the model or recompile it while that `fit` runs. Use
+`RoundController(retrain="slim", distillation=...)` for either.
 """
 
 from __future__ import annotations

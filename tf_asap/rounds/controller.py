@@ -7,23 +7,19 @@ round `r >= 1` then
    calibration data, Section 3.1),
 2. turns the policy's global threshold `T[r]` into masks (Algorithm 3),
    which only ever shrink,
-3. rewinds: the surviving weights to their values at epoch `k` ("weight
-   rewinding", when the checkpoint of epoch `k` exists) and the optimizer,
-   learning-rate schedule included, to its state at epoch `k`; or the
-   optimizer only ("learning-rate rewinding", which works for any trained
-   model and is the default without an epoch-`k` checkpoint),
-4. retrains for the remaining `T - k` epochs and evaluates on held-out
-   validation data (never the test data, which is only reported),
-5. asks the policy (`tf_asap.pruning.policies`) what to do next: prune harder, roll
+3. rewinds to epoch `k` and retrains for the remaining `T - k` epochs
+   (`tf_asap.rounds.retraining`), then evaluates on held-out validation
+   data (never the test data, which is only reported),
+4. asks the policy (`tf_asap.pruning.policies`) what to do next: prune harder, roll
    back to an earlier round (its weights and masks are restored exactly), or
    stop with the best acceptable round.
 
 The pieces live beside this module: `state` (snapshots), `run_directory`
 (files, lock, fingerprint), `journal` (manifest, log, checkpoints, resume),
-`step` (one round's pieces, shared
-with the `fit` callback), `training` (batches, splits, compiling) and
-`baseline` (`train_baseline`). Their public names are importable from here
-too, as they were before the split.
+`step` (one round's pieces, shared with the `fit` callback), `retraining`
+(rewind, slim or masked fit, distillation, early rejection, final
+fine-tuning), `training` (batches, splits, compiling) and `baseline`
+(`train_baseline`); their public names are importable from here too.
 
 A round counts as done once `run.json` records the policy's decision on it;
 its checkpoint and log line are written before that. A run started again
@@ -34,130 +30,64 @@ no completed round is lost or repeated; a round in flight is redone.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
 
 import keras
 
-from tf_asap.checks import check_choice, check_fraction
+from tf_asap.checks import check_choice, check_int
 from tf_asap.core.masks import is_prunable_model, make_prunable, mask_digest
 from tf_asap.core.surgery import slim
 from tf_asap.errors import ConfigurationError
 from tf_asap.files import atomic_write_json  # noqa: F401 - re-exported (old import path)
-from tf_asap.pruning.policies import Policy
 from tf_asap.rounds.baseline import (
-    Baseline,
-    check_rewind_checkpoint,
-    load_rewind_checkpoint,
-    train_baseline,
+    Baseline, check_rewind_checkpoint, load_rewind_checkpoint, train_baseline,
 )
+from tf_asap.rounds.final_tuning import fine_tune_best
 from tf_asap.rounds.journal import RunJournal
+from tf_asap.rounds.result import PruningResult
+from tf_asap.rounds.retraining import Retraining, check_retraining_settings, retraining_settings
 from tf_asap.rounds.run_directory import RunDirectory, read_round_log  # noqa: F401 - re-exported
+from tf_asap.rounds.threshold_scan import DEFAULT_SCAN_SAMPLES, scan_applies, scan_thresholds
 from tf_asap.rounds.state import (  # noqa: F401 - save_state re-exported
-    ModelState,
-    built_optimizer,
-    load_state,
-    restore_state,
-    save_state,
-    snapshot_state,
+    ModelState, load_state, restore_state, save_state, snapshot_state,
 )
 from tf_asap.rounds.step import (  # noqa: F401 - PruningStep, round_record re-exported
-    DEFAULT_MAX_FRACTION,
-    PruningStep,
-    criterion_name,
-    evaluate_metric,
-    evaluate_round,
-    measure_threshold_reference,
-    policy_metric,
-    prune_filters,
-    repeated_round,
-    resolve_criterion,
-    round_record,
+    DEFAULT_MAX_FRACTION, PruningStep, check_max_fraction, check_policy, criterion_name,
+    evaluate_metric, evaluate_round, measure_threshold_reference, policy_metric,
+    prune_filters, repeated_round, resolve_criterion, round_record,
 )
 from tf_asap.rounds.training import (
-    DEFAULT_VALIDATION_SPLIT,
-    check_verbose,
-    compile_model,
-    default_optimizer,
-    fresh_optimizer,
-    prepare_round_data,
-    require_data,
+    DEFAULT_VALIDATION_SPLIT, check_verbose, compile_model, default_optimizer,
+    fresh_optimizer, prepare_round_data, require_data,
 )
 
 __all__ = [
-    "Baseline",
-    "ModelState",
-    "PruningResult",
-    "PruningStep",
-    "RoundController",
-    "evaluate_round",
-    "load_state",
-    "measure_threshold_reference",
-    "prune_filters",
-    "read_round_log",
-    "restore_state",
-    "round_record",
-    "save_state",
-    "snapshot_state",
+    "Baseline", "ModelState", "PruningResult", "PruningStep", "RoundController",
+    "evaluate_round", "load_state", "measure_threshold_reference", "prune_filters",
+    "read_round_log", "restore_state", "round_record", "save_state", "snapshot_state",
     "train_baseline",
 ]
 
 logger = logging.getLogger("tf_asap")
 
 
-@dataclasses.dataclass
-class PruningResult:
-    """What a finished run produced.
-
-    Attributes:
-        model: The best round's masked model (compiled).
-        slim_model: The same model with its pruned channels removed
-            (uncompiled).
-        best_round: The round number of the result.
-        rounds: The round log, one dict per completed round (round 0 first).
-        run_dir: The run directory.
-        test: `{"metric", "baseline", "final"}`: the policy's metric on
-            `test_data` for the unpruned and the returned model, or `None`
-            without test data. Reported only; no decision used it.
-    """
-
-    model: keras.Model
-    slim_model: keras.Model
-    best_round: int
-    rounds: list
-    run_dir: str
-    test: dict | None = None
-
-    @property
-    def best(self) -> dict:
-        """The log record of the best round."""
-        return next(r for r in self.rounds if r["round"] == self.best_round)
-
-
 class RoundController:
     """Runs Algorithm 1: prune, rewind, retrain, evaluate, ask the policy; repeat.
 
-    Everything goes to `run_dir` (see the module docstring for its layout),
-    and a run started again with the same directory resumes after the last
-    completed round. At the end the best round is loaded, saved as a masked
-    and a slimmed `.keras` model, and summarised in `report.md` and the
-    paper's Figure 4 (`rounds.png`).
+    Everything goes to `run_dir`; a run started again with it resumes after
+    the last completed round. At the end the best round is saved as a masked
+    and a slimmed `.keras` model and summarised in `report.md` and `rounds.png`.
 
-    The model is compiled by the controller: with `optimizer` when given, with
-    the optimizer saved in `rewind_checkpoint` when there is one, and else with
-    the paper's recipe (`tf_asap.recipe.paper_optimizer(epochs,
-    steps_per_epoch)`). Its learning-rate schedule runs on
-    `optimizer.iterations`, which rewinding resets to the state of epoch
-    `rewind_epoch`.
+    The model is compiled with `optimizer`, else the optimizer saved in
+    `rewind_checkpoint`, else the paper's recipe (`tf_asap.recipe.paper_optimizer`);
+    rewinding resets its `iterations`, hence its schedule, to epoch `rewind_epoch`.
 
-    The threshold `T` of the policies is relative: the attention threshold of
-    a round is `T * reference`, where `reference` is the attention scale
-    (`tf_asap.pruning.thresholds.attention_reference`) measured on the scores of
-    round 1, the unpruned model's. It is stored in `run.json` the moment it is
-    measured and read back on resume, so that `T` means the same in every
-    round of a run.
+    `T` is relative: a round's attention threshold is `T * reference`, the
+    attention scale (`tf_asap.pruning.thresholds.attention_reference`) of the
+    unpruned model's scores, stored in `run.json` so `T` means the same in
+    every round, resumed or not.
 
     Args:
         model: The trained model: plain (it is made prunable, a copy) or from
@@ -209,15 +139,33 @@ class RoundController:
             copy is used). Defaults to `None` (see above).
         loss: A Keras loss. Defaults to `None`: sparse categorical
             cross-entropy, from logits unless the model ends in a softmax.
-        callbacks: More Keras callbacks for every retraining `fit`. Defaults
-            to `None`.
+        callbacks: More Keras callbacks for every retraining `fit` (with
+            `retrain="slim"`, their `model` is the slim one). Defaults to `None`.
+        retrain: `"slim"` retrains the physically slimmed model and writes
+            it back into the masked model (the record in `run_dir`): the same
+            function and gradients as `"masked"`, which trains the masked
+            model in place as Algorithm 1 is written, at less cost (see
+            `tf_asap.rounds.retraining`). Defaults to `"slim"`.
+        distillation: Distil from the unpruned model (a frozen copy of round
+            0) while retraining: `None`, `True`, a dict with `alpha`,
+            `temperature` (and `teacher`) or a `Distillation`. Defaults to
+            `None`.
+        early_rejection: In rounds of 2 or more epochs, evaluate after each
+            epoch and stop the round when `policy.early_reject` says the
+            bound is out of reach (logged as `early_rejected`). Defaults to
+            `True`.
+        final_epochs: Fine-tune the chosen round (chosen on validation data)
+            this many epochs after the policy stops: slim, distilled if set,
+            a fresh optimizer on a cosine from the rewind learning rate to 0
+            (`tf_asap.rounds.final_tuning`). Defaults to `0` (off).
+        scan_samples: For `AccuracyGuaranteed(schedule="bisect")`, size round
+            1's `T` by a scan of untrained candidate masks on this many
+            validation samples (`tf_asap.rounds.threshold_scan`); `0` turns
+            it off. Defaults to `512`.
         skip_unpruned_rounds: Do not rewind and retrain a round whose
             threshold prunes no channel: its model is the model it started
             from, so it is only evaluated and reported to the policy (with 0
-            epochs in the log). Such rounds are common while `T` is still
-            below every live filter's score and when the size converges (the
-            0.1% rule needs several unchanged rounds), and retraining them
-            would only train the same model longer. Likewise a retry whose
+            epochs in the log). Likewise a retry whose
             masks are exactly those of an earlier failed round from the same
             model (a threshold cliff, see `Policy.repeated_failure`) is not
             retrained: it takes that round's accuracy. `False` retrains
@@ -229,11 +177,8 @@ class RoundController:
     the policy says otherwise, with `policy.mode`): the model is compiled with
     that metric and the round log records it under `validation_<metric>`.
 
-    Checkpoints are bounded: after every round only the checkpoints a rollback
-    can still reach (the rounds on the policy's lineage) and the best round's
-    are kept, without optimizer slots (every round rewinds the optimizer from
-    `rewind.npz` before training). Each log line records the directory's size
-    (`run_dir_bytes`).
+    Checkpoints are bounded (`tf_asap.rounds.journal`); each log line records
+    the directory's size (`run_dir_bytes`).
 
     Arguments after `epochs` are keyword-only.
 
@@ -277,10 +222,15 @@ class RoundController:
         optimizer=None,
         loss=None,
         callbacks=None,
+        retrain="slim",
+        distillation=None,
+        early_rejection=True,
+        final_epochs=0,
+        scan_samples=DEFAULT_SCAN_SAMPLES,
         skip_unpruned_rounds=True,
         verbose=1,
     ):
-        self._check_policy(policy)
+        check_policy(policy)
         require_data(train_data, "train_data", "every round retrains on it")
         if run_dir is None:
             raise ConfigurationError(
@@ -298,9 +248,13 @@ class RoundController:
         self.objective = check_choice(
             "objective", policy.objective if objective is None else objective, ("params", "flops")
         )
-        self.max_fraction = _check_max_fraction(max_fraction)
+        self.max_fraction = check_max_fraction(max_fraction)
         self.criterion = resolve_criterion(criterion)
         self.callbacks = list(callbacks or [])
+        self.retrain, self.distillation, self.early_rejection, self.final_epochs = (
+            check_retraining_settings(retrain, distillation, early_rejection, final_epochs)
+        )
+        self.scan_samples = check_int("scan_samples", scan_samples, minimum=0, fix="0 disables the scan.")
         self.skip_unpruned_rounds = bool(skip_unpruned_rounds)
         self._rewind_weights, rewind_metadata, self.epochs, self.rewind_epoch = (
             load_rewind_checkpoint(rewind_checkpoint, epochs, rewind_epoch)
@@ -327,6 +281,12 @@ class RoundController:
         self.journal = RunJournal(run_dir, self.model, self.settings, verbose=bool(self.verbose))
         self.run_dir = self.journal.directory
         self.fingerprint = self.journal.fingerprint
+        self.retraining = Retraining(
+            self.model, self.run_dir, data, epochs=self.epochs, rewind_epoch=self.rewind_epoch,
+            rewinding=self.rewinding, metric=self.metric, retrain=self.retrain,
+            distillation=self.distillation, early_rejection=self.early_rejection,
+            callbacks=self.callbacks, verbose=self.verbose,
+        )
 
     # ------------------------------------------------------------ set-up
     def _settings(self, validation_source):
@@ -345,21 +305,10 @@ class RoundController:
             "validation": validation_source,
             "optimizer": type(self.model.optimizer).__name__,
             "skip_unpruned_rounds": self.skip_unpruned_rounds,
+            "final_epochs": self.final_epochs,
+            "scan_samples": self.scan_samples,
+            **retraining_settings(self.retrain, self.distillation, self.early_rejection),
         }
-
-    @staticmethod
-    def _check_policy(policy):
-        if not isinstance(policy, Policy):
-            raise ConfigurationError(
-                "policy must be a tf_asap.pruning.policies policy (AccuracyGuaranteed, "
-                f"ParamsTarget or FlopsTarget); received {type(policy).__name__}."
-            )
-        if policy.history:
-            raise ConfigurationError(
-                "This policy has already been started. Pass a new policy; to "
-                "continue an interrupted run, pass a new policy with the same "
-                "arguments and the same run_dir."
-            )
 
     # ------------------------------------------------------------- the run
     def run(self) -> PruningResult:
@@ -389,33 +338,24 @@ class RoundController:
             self.journal.close()
 
     def restore_round(self, round_number):
-        """Restores the saved weights and masks of a round.
-
-        Args:
-            round_number: Round 0, the best round so far, or a round a
-                rollback can still reach.
-
-        Raises:
-            RunDirectoryError: If that round has no checkpoint.
-        """
+        """Restores the saved weights and masks of round 0, the best round or
+        one a rollback can reach; `RunDirectoryError` if it has no checkpoint."""
         self.journal.restore_round(round_number)
 
     def _resume_or_start(self, manifest):
         if manifest is not None and manifest.get("policy_state"):
             return self._resume(manifest)
         # Round 0: the trained model as it is (Algorithm 1, lines 1-3).
-        self._prepare_rewind_state()
+        self.retraining.prepare_rewind_state(self._rewind_weights)
         started = time.monotonic()
-        self._restore_rewind(weights=False)
+        self.retraining.restore_rewind(weights=False)
         result, cost = evaluate_round(self.model, self.validation, 0, 0.0, self.metric)
         extra = {}
         if self.test is not None:
-            baseline_test = evaluate_metric(self.model, self.test, self.metric)
-            self.journal.test_metrics = {
-                "metric": self.metric, "baseline": baseline_test, "final": None,
-            }
-            extra[f"test_{self.metric}"] = baseline_test
-        decision = self.policy.start(result)
+            baseline = evaluate_metric(self.model, self.test, self.metric)
+            self.journal.test_metrics = {"metric": self.metric, "baseline": baseline, "final": None}
+            extra[f"test_{self.metric}"] = baseline
+        decision = self.policy.start(result, initial_threshold=self._first_threshold(manifest))
         record = round_record(
             self.policy, result, decision, cost, epochs=0,
             wall_time_s=round(time.monotonic() - started, 3), rewinding=self.rewinding,
@@ -429,43 +369,14 @@ class RoundController:
         done = self.policy.history[-1].round
         kept = self.journal.records
         decision = self.policy.last_decision
-        self._say(
-            f"Resuming '{self.journal.path}' after round {done} "
-            f"({len(kept)} completed rounds): next, {decision.action}"
-            + (f" round {self.policy.next_round}" if decision.action != "stop" else "")
-            + "."
-        )
+        following = f" round {self.policy.next_round}" if decision.action != "stop" else ""
+        self._say(f"Resuming '{self.journal.path}' after round {done} "
+                  f"({len(kept)} completed rounds): next, {decision.action}{following}.")
         if decision.action == "prune":
             # The last completed round was acceptable (or the baseline): its
             # state is where the next round starts.
             self.restore_round(done)
         return decision
-
-    def _prepare_rewind_state(self):
-        """Saves what every round rewinds to (`rewind.npz`), once per run."""
-        if os.path.exists(self.run_dir.rewind):
-            return
-        state = self._rewind_weights
-        if state is None:
-            # Learning-rate rewinding of a trained model without a checkpoint:
-            # the freshly compiled optimizer, positioned at epoch k of its
-            # schedule (the schedule is a function of optimizer.iterations).
-            built_optimizer(self.model).iterations.assign(self.rewind_epoch * self.steps_per_epoch)
-            state = ModelState([], snapshot_state(self.model).optimizer)
-        metadata = {"epoch": self.rewind_epoch, "rewinding": self.rewinding}
-        save_state(self.run_dir.rewind, state, metadata)
-
-    def _restore_rewind(self, weights):
-        """Rewinds the optimizer, and with `weights` the weights, to epoch k.
-
-        Algorithm 1, lines 6-7: the surviving filters go back to their values
-        at epoch k (the masks stay the new round's), and the learning-rate
-        schedule with the optimizer state goes back to epoch k.
-        """
-        state, _ = load_state(self.run_dir.rewind)
-        restore_state(
-            self.model, state, weights=weights and bool(state.weights), masks=False
-        )
 
     # --------------------------------------------------------------- rounds
     def _run_round(self, decision):
@@ -477,7 +388,7 @@ class RoundController:
         threshold = decision.threshold
         step = self._prune(threshold)
         retrain_epochs = self.epochs - self.rewind_epoch
-        repeat = None
+        repeat, early_rejected = None, None
         if step.removed and self.skip_unpruned_rounds:
             repeat = repeated_round(
                 self.policy, self.journal.records, self.model, round_number, threshold
@@ -492,7 +403,12 @@ class RoundController:
                 f"round {repeat_of} pruned from this model; reusing its result"
             )
         elif step.removed or not self.skip_unpruned_rounds:
-            self._retrain(round_number, threshold, step.removed, retrain_epochs)
+            self._say(
+                f"round {round_number:3d}: T={threshold:.4g} pruned {step.removed} "
+                f"channel(s); retraining {retrain_epochs} epoch(s) ({self.retrain})"
+            )
+            outcome = self.retraining.retrain_round(self.policy, retrain_epochs)
+            retrain_epochs, early_rejected = outcome.epochs, outcome.early_rejected
         else:
             # Nothing pruned: the round's model is the model it starts from,
             # so retraining it would only train the same model longer.
@@ -511,12 +427,13 @@ class RoundController:
             threshold_reference=self.journal.threshold_reference,
             mask_digest=mask_digest(self.model),
             repeat_of=None if repeat is None else repeat[2],
+            early_rejected=early_rejected,
         )
         self.journal.commit(self.policy, result, decision, record)
         return decision
 
-    def _prune(self, threshold):
-        """Scores the filters and sets this round's masks (Algorithm 1, line 5)."""
+    def _scores(self):
+        """Scores the filters; the first scores of a run fix the threshold reference."""
         scores = self.criterion.score(self.model, self.calibration)
         if self.journal.threshold_reference is None:
             self.journal.threshold_reference = measure_threshold_reference(
@@ -524,6 +441,26 @@ class RoundController:
             )
             # Persisted before use, so a resumed run prunes on the same scale.
             self.journal.write_manifest(self.policy)
+        return scores
+
+    def _first_threshold(self, manifest):
+        """`T` of round 1 sized by the sensitivity scan (`threshold_scan`), or `None`."""
+        if not scan_applies(self.policy, self.scan_samples):
+            return None
+        scan = (manifest or {}).get("threshold_scan")
+        if scan is None:  # a scan already in the manifest is not redone
+            scan = scan_thresholds(
+                self.model, self.policy, self._scores(), self.journal.threshold_reference,
+                self.validation, objective=self.objective, max_fraction=self.max_fraction,
+                samples=self.scan_samples,
+            )
+            self.journal.threshold_scan = scan
+            self.journal.write_manifest(self.policy)
+        return scan["chosen"]
+
+    def _prune(self, threshold):
+        """Scores the filters and sets this round's masks (Algorithm 1, line 5)."""
+        scores = self._scores()
         # The trim measures what the policy measures; with another objective
         # for the thresholds it would trim the wrong quantity, so it is off.
         limit = self.policy.reduction_limit if self.objective == self.policy.objective else None
@@ -532,25 +469,16 @@ class RoundController:
             max_reduction=limit, max_fraction=self.max_fraction,
         )
 
-    def _retrain(self, round_number, threshold, removed, retrain_epochs):
-        """Rewinds and retrains for `T - k` epochs (Algorithm 1, lines 6-8)."""
-        self._restore_rewind(weights=self.rewinding == "weights")
-        self._say(
-            f"round {round_number:3d}: T={threshold:.4g} pruned {removed} "
-            f"channel(s); retraining {retrain_epochs} epoch(s)"
-        )
-        self.model.fit(
-            self.train,
-            epochs=self.epochs,
-            initial_epoch=self.rewind_epoch,
-            callbacks=self.callbacks,
-            verbose=min(self.verbose, 2),
-            shuffle=False,  # see training_batches
-        )
-
     def _finish(self, decision):
         best = decision.best_round
         self.restore_round(best)
+        tuning = None
+        if self.final_epochs:
+            self._say(f"Fine-tuning round {best} for {self.final_epochs} epoch(s)")
+            tuning = fine_tune_best(
+                self.model, self.retraining, self.journal, self.final_epochs, self.policy,
+                self.validation, self.test,
+            )
         slim_model = slim(self.model)
         test = self.journal.test_metrics
         if self.test is not None:
@@ -561,7 +489,7 @@ class RoundController:
         self._say(f"Done: best round {best}. {decision.reason}")
         return PruningResult(
             self.model, slim_model, best, list(self.journal.records), self.journal.path,
-            test=test,
+            test=test, final_tuning=tuning,
         )
 
     # -------------------------------------------------------------- output
@@ -569,13 +497,3 @@ class RoundController:
         logger.info(text)
         if self.verbose:
             print(text, flush=True)
-
-
-def _check_max_fraction(max_fraction):
-    if max_fraction is None:
-        return None
-    return check_fraction(
-        "max_fraction", max_fraction, allow_zero=False,
-        fix="Pass a share of a group's live channels such as 0.5, or None for the "
-        "paper's rule (no cap).",
-    )

@@ -121,6 +121,8 @@ class RunJournal:
         self.records = []
         self.threshold_reference = None
         self.test_metrics = None
+        self.final_tuning = None
+        self.threshold_scan = None
         self.layers = None
         self._writer = None
 
@@ -143,6 +145,8 @@ class RunJournal:
             "policy_state": policy.state_dict() if policy.history else None,
             "threshold_reference": self.threshold_reference,
             "test": self.test_metrics,
+            "final_tuning": self.final_tuning,
+            "threshold_scan": self.threshold_scan,
             "layers": self.layers,
             "rounds_completed": len(self.records),
             "best_round": best_round,
@@ -191,6 +195,8 @@ class RunJournal:
         policy = policy_from_state(manifest["policy_state"])
         self.threshold_reference = manifest.get("threshold_reference")
         self.test_metrics = manifest.get("test")
+        self.final_tuning = manifest.get("final_tuning")
+        self.threshold_scan = manifest.get("threshold_scan")
         done = policy.history[-1].round
         records = read_round_log(self.directory.log)
         kept = [r for r in records if r["round"] <= done]

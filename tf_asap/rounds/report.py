@@ -182,6 +182,18 @@ def _summary(records, manifest):
                 + ("" if final is None else
                    f", best round {test.get('best_round')} {_value(final, metric)}")
             )
+        tuning = manifest.get("final_tuning")
+        if tuning:
+            metric = settings.get("metric", "accuracy")
+            changes = [
+                f"{split} {metric} {_value(tuning[f'{split}_{metric}_before'], metric)} -> "
+                f"{_value(tuning[f'{split}_{metric}_after'], metric)}"
+                for split in ("validation", "test") if f"{split}_{metric}_before" in tuning
+            ]
+            lines.append(
+                f"- Final fine-tuning of the chosen round: {tuning['epochs']} epoch(s) from "
+                f"learning rate {tuning['learning_rate']:.3g}; " + ", ".join(changes)
+            )
     if records:
         baseline = records[0]
         lines.append(

@@ -65,6 +65,7 @@ LOG_NAME = "rounds.jsonl"
 LOCK_NAME = "run.lock"
 REWIND_NAME = "rewind.npz"
 CALLBACK_REWIND_NAME = "callback.npz"
+TUNED_NAME = "tuned.npz"
 BASELINE_DIR = "baseline"
 BASELINE_MODEL_NAME = "model.keras"
 BASELINE_INFO_NAME = "baseline.json"
@@ -270,6 +271,7 @@ class RunDirectory:
         self.log = os.path.join(self.path, LOG_NAME)
         self.rewind = os.path.join(self.path, REWIND_NAME)
         self.callback_rewind = os.path.join(self.path, CALLBACK_REWIND_NAME)
+        self.tuned = os.path.join(self.path, TUNED_NAME)
         self.checkpoints = os.path.join(self.path, CHECKPOINT_DIR)
         self.final_model = os.path.join(self.path, FINAL_DIR, FINAL_MODEL_NAME)
         self.slim_model = os.path.join(self.path, FINAL_DIR, SLIM_MODEL_NAME)

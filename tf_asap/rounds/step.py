@@ -14,15 +14,18 @@ import datetime
 
 import numpy as np
 
+from tf_asap.checks import check_fraction
 from tf_asap.core.counting import count_cost
 from tf_asap.core.masks import apply_masks, get_masks, mask_digest
 from tf_asap.errors import ConfigurationError
 from tf_asap.pruning.importance import Criterion, get_criterion
-from tf_asap.pruning.policies import RoundResult
+from tf_asap.pruning.policies import Policy, RoundResult
 from tf_asap.pruning.thresholds import attention_reference, threshold_masks
 
 __all__ = [
     "PruningStep",
+    "check_max_fraction",
+    "check_policy",
     "criterion_name",
     "evaluate_metric",
     "evaluate_round",
@@ -60,6 +63,32 @@ def resolve_criterion(criterion):
             f"score(model, data) method; received {criterion!r}."
         )
     return criterion
+
+
+def check_policy(policy):
+    """Raises `ConfigurationError` unless `policy` is a new tf_asap policy."""
+    if not isinstance(policy, Policy):
+        raise ConfigurationError(
+            "policy must be a tf_asap.pruning.policies policy (AccuracyGuaranteed, "
+            f"ParamsTarget or FlopsTarget); received {type(policy).__name__}."
+        )
+    if policy.history:
+        raise ConfigurationError(
+            "This policy has already been started. Pass a new policy; to "
+            "continue an interrupted run, pass a new policy with the same "
+            "arguments and the same run_dir."
+        )
+
+
+def check_max_fraction(max_fraction):
+    """`max_fraction` checked: `None` (the paper's rule) or a share in `(0, 1]`."""
+    if max_fraction is None:
+        return None
+    return check_fraction(
+        "max_fraction", max_fraction, allow_zero=False,
+        fix="Pass a share of a group's live channels such as 0.5, or None for the "
+        "paper's rule (no cap).",
+    )
 
 
 def criterion_name(criterion):

@@ -114,12 +114,13 @@ def _is_arrays(data):
     )
 
 
-def training_batches(data, model, batch_size, name):
+def training_batches(data, model, batch_size, name, seed=None):
     """Labelled training batches, reshuffled every epoch when `data` is arrays.
 
     A `tf.data.Dataset` or a generator is used as given (it is expected to
     shuffle itself, as `keras.Model.fit` expects too); arrays are shuffled
-    here, as `fit` would shuffle them.
+    here, as `fit` would shuffle them, with the op seed `seed` (`None`: from
+    the global seed only).
     """
     dataset = labelled_batches(data, model, batch_size, name)
     if _is_arrays(data):
@@ -127,7 +128,7 @@ def training_batches(data, model, batch_size, name):
         count = int(np.shape(tf.nest.flatten(parts)[0])[0])
         dataset = (
             tf.data.Dataset.from_tensor_slices(parts)
-            .shuffle(count, reshuffle_each_iteration=True)
+            .shuffle(count, seed=seed, reshuffle_each_iteration=True)
             .batch(batch_size or DEFAULT_BATCH_SIZE)
             .prefetch(tf.data.AUTOTUNE)
         )
@@ -205,6 +206,10 @@ class RoundData:
         steps_per_epoch: Batches in one pass over `train`.
         validation_source: `"given"` or how the split was made, for the run
             settings.
+        train_arrays: The training part as arrays `(x, y[, w])`, or `None`
+            when the training data is not arrays (for cached teacher outputs).
+        batch_size: The batch size of array data.
+        seed: The seed of the split and of the shuffling of arrays.
     """
 
     train: tf.data.Dataset
@@ -213,6 +218,9 @@ class RoundData:
     calibration: object
     steps_per_epoch: int
     validation_source: str
+    train_arrays: tuple | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    seed: int = 0
 
 
 def prepare_round_data(
@@ -251,7 +259,7 @@ def prepare_round_data(
         source = f"split {validation_split:g} of train_data, seed {seed}"
     else:
         source = "given"
-    train = training_batches(train_data, model, batch_size, "train_data")
+    train = training_batches(train_data, model, batch_size, "train_data", seed=seed)
     if calibration_data is None:
         calibration_data = as_batches(
             train_data, model, batch_size=batch_size, limit=DEFAULT_CALIBRATION_SAMPLES
@@ -266,6 +274,9 @@ def prepare_round_data(
         calibration=calibration_data,
         steps_per_epoch=steps_per_epoch(train, "train_data"),
         validation_source=source,
+        train_arrays=tuple(train_data) if _is_arrays(train_data) else None,
+        batch_size=batch_size or DEFAULT_BATCH_SIZE,
+        seed=seed,
     )
 
 

@@ -242,12 +242,16 @@ class Policy:
         """The unpruned model's result given to `start()`."""
         return self._history[0] if self._history else None
 
-    def start(self, baseline: RoundResult) -> Decision:
+    def start(self, baseline: RoundResult, initial_threshold: float | None = None) -> Decision:
         """Begins a run from the unpruned model and asks for round 1.
 
         Args:
             baseline: The `RoundResult` of the trained, unpruned model, with
                 `round=0`.
+            initial_threshold: `T` of round 1 for this run, `>= 0`, in place
+                of the configured `initial_threshold` (which `to_config`
+                keeps): for a start sized by a sensitivity scan. It is part
+                of the saved state. Defaults to `None`: the configured one.
 
         Returns:
             A `"prune"` decision with `threshold=initial_threshold`.
@@ -271,6 +275,8 @@ class Policy:
                 f"measured relative to it; received params={baseline.params}, "
                 f"flops={baseline.flops}."
             )
+        if initial_threshold is not None:
+            self._search.initial_threshold = check_number("initial_threshold", initial_threshold, 0.0)
         self._history.append(baseline)
         threshold = self._search.begin()
         return self._finish(prune(threshold, f"round 1: prune with the initial threshold T={threshold:.6g}"))

@@ -189,6 +189,7 @@ class PaperSearch:
             "lineage": [dataclasses.asdict(entry) for entry in self.lineage],
             "exhausted": list(self.exhausted),
             "step": self.step,
+            "initial_threshold": self.initial_threshold,
         }
 
     def load_state(self, state):
@@ -201,6 +202,8 @@ class PaperSearch:
         ]
         self.exhausted = [int(r) for r in state["exhausted"]]
         self.step = float(state["step"])
+        # States written before `start(initial_threshold=...)` keep the configured one.
+        self.initial_threshold = float(state.get("initial_threshold", self.initial_threshold))
 
 
 def _walked_past_phrase(walked_past, same_model_rounds, max_rollbacks):

@@ -1,0 +1,43 @@
+"""`PruningResult`: what a finished `RoundController` run returns."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+
+__all__ = ["PruningResult"]
+
+
+@dataclasses.dataclass
+class PruningResult:
+    """What a finished run produced.
+
+    Attributes:
+        model: The best round's masked model (compiled), fine-tuned when the
+            run had `final_epochs`.
+        slim_model: The same model with its pruned channels removed
+            (uncompiled).
+        best_round: The round number of the result.
+        rounds: The round log, one dict per completed round (round 0 first).
+        run_dir: The run directory.
+        test: `{"metric", "baseline", "final"}`: the policy's metric on
+            `test_data` for the unpruned and the returned model, or `None`
+            without test data. Reported only; no decision used it.
+        final_tuning: The final fine-tuning stage's record (epochs, learning
+            rate, validation and test metric before and after), or `None`
+            without it.
+    """
+
+    model: keras.Model
+    slim_model: keras.Model
+    best_round: int
+    rounds: list
+    run_dir: str
+    test: dict | None = None
+    final_tuning: dict | None = None
+
+    @property
+    def best(self) -> dict:
+        """The log record of the best round."""
+        return next(r for r in self.rounds if r["round"] == self.best_round)
