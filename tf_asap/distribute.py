@@ -32,6 +32,8 @@ from tf_asap.errors import ConfigurationError
 STRATEGY_NAMES = ("none", "mirrored", "multi-worker")
 TF_CONFIG_ENV = "TF_CONFIG"
 _WORKER_TYPES = ("chief", "worker")
+WORKERS_DIR = ".workers"
+"""Where non-chief workers write inside a run directory."""
 
 
 def read_tf_config(environ=None):
@@ -135,7 +137,7 @@ def worker_directory(run_dir, strategy=None, environ=None):
         return run_dir
     config = read_tf_config(environ)
     task = config["task"] if config else {"type": "worker", "index": 0}
-    return os.path.join(run_dir, ".workers", f"{task['type']}-{task.get('index', 0)}")
+    return os.path.join(run_dir, WORKERS_DIR, f"{task['type']}-{task.get('index', 0)}")
 
 
 def current_strategy(strategy=None):

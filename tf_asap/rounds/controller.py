@@ -42,7 +42,7 @@ import time
 import keras
 
 from tf_asap.checks import check_choice, check_fraction
-from tf_asap.core.masks import is_prunable_model, make_prunable, mask_digest
+from tf_asap.core.masks import mask_digest
 from tf_asap.core.surgery import slim
 from tf_asap.errors import ConfigurationError
 from tf_asap.files import atomic_write_json  # noqa: F401 - re-exported (old import path)
@@ -53,7 +53,9 @@ from tf_asap.rounds.baseline import (
     load_rewind_checkpoint,
     train_baseline,
 )
+from tf_asap.rounds.calibration import pin_calibration
 from tf_asap.rounds.journal import RunJournal
+from tf_asap.rounds.placement import builds_in_strategy_scope, prunable_in_scope, runs_in_strategy_scope
 from tf_asap.rounds.run_directory import RunDirectory, read_round_log  # noqa: F401 - re-exported
 from tf_asap.rounds.state import (  # noqa: F401 - save_state re-exported
     ModelState,
@@ -193,8 +195,10 @@ class RoundController:
             optimizer is reset to a fresh state at step `k *
             steps_per_epoch` of its schedule).
         calibration_data: Data the criterion scores filters on (labels
-            ignored). Defaults to `None`: the first 2048 samples of
-            `train_data`.
+            ignored), chosen once and kept in `run_dir` (`calibration.npz`,
+            see `tf_asap.rounds.calibration`). Defaults to `None`: 2048
+            samples of `train_data` (a seeded choice among arrays, the
+            first of one pass of a dataset).
         criterion: An importance criterion name (`tf_asap.pruning.importance`) or
             object with `score(model, data)`. Defaults to `"attention"`, the
             paper's mean activation with `p = 1`.
@@ -224,6 +228,10 @@ class RoundController:
             every round, as Algorithm 1 is written. Defaults to `True`.
         verbose: `0` silent; `1` one line per round and a progress bar while
             retraining; `2` one line per round and per epoch. Defaults to `1`.
+        strategy: The `tf.distribute.Strategy` every model and optimizer of
+            the run is built under (`tf_asap.rounds.placement`); `model` must
+            have been built in its scope. Defaults to `None`: the strategy in
+            scope when the controller is created.
 
     The policy decides on its `metric` (`policy.metric`, `"accuracy"` unless
     the policy says otherwise, with `policy.mode`): the model is compiled with
@@ -255,6 +263,7 @@ class RoundController:
     0.74
     """
 
+    @builds_in_strategy_scope
     def __init__(
         self,
         model,
@@ -279,7 +288,9 @@ class RoundController:
         callbacks=None,
         skip_unpruned_rounds=True,
         verbose=1,
+        strategy=None,
     ):
+        self.strategy = strategy
         self._check_policy(policy)
         require_data(train_data, "train_data", "every round retrains on it")
         if run_dir is None:
@@ -306,14 +317,15 @@ class RoundController:
             load_rewind_checkpoint(rewind_checkpoint, epochs, rewind_epoch)
         )
         self.rewinding = "weights" if rewind_checkpoint is not None else "lr"
-        self.model = model if is_prunable_model(model) else make_prunable(model)
+        self.model = prunable_in_scope(model, strategy)
         data = prepare_round_data(
             self.model, train_data, validation_data=validation_data,
             validation_split=validation_split, seed=seed, test_data=test_data,
             calibration_data=calibration_data, batch_size=batch_size,
         )
         self.train, self.validation, self.test = data.train, data.validation, data.test
-        self.calibration, self.steps_per_epoch = data.calibration, data.steps_per_epoch
+        self.calibration, self.steps_per_epoch = None, data.steps_per_epoch
+        self._calibration_source = (data.calibration, data.calibration_samples, seed, batch_size)
         if optimizer is not None:
             optimizer = fresh_optimizer(optimizer)
         elif rewind_metadata and rewind_metadata.get("optimizer"):
@@ -362,6 +374,7 @@ class RoundController:
             )
 
     # ------------------------------------------------------------- the run
+    @runs_in_strategy_scope
     def run(self) -> PruningResult:
         """Runs (or resumes) the rounds until the policy stops.
 
@@ -375,6 +388,10 @@ class RoundController:
         try:
             with self.run_dir.locked():
                 manifest = self.journal.open(self.policy)
+                source, samples, seed, batch_size = self._calibration_source
+                self.calibration = pin_calibration(
+                    self.run_dir.calibration, source, self.model, samples, seed, batch_size
+                )
                 decision = self._resume_or_start(manifest)
                 while decision.action != "stop":
                     decision = self._run_round(decision)
