@@ -140,6 +140,13 @@ def worker_directory(run_dir, strategy=None, environ=None):
     return os.path.join(run_dir, WORKERS_DIR, f"{task['type']}-{task.get('index', 0)}")
 
 
+def is_multi_worker(strategy):
+    """Whether `strategy` is a `MultiWorkerMirroredStrategy` (one or more worker processes)."""
+    import tensorflow as tf  # see current_strategy
+
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
 def current_strategy(strategy=None):
     """The strategy to run on: `strategy` if given, else the one in scope.
 
@@ -190,8 +197,9 @@ def strategy_from_name(name):
         return tf.distribute.MirroredStrategy(devices)
     if read_tf_config() is None:
         raise ConfigurationError(
-            f"--distribute multi-worker needs {TF_CONFIG_ENV} describing the cluster and this worker's task; "
-            "it is not set. See the README's 'Several machines' section for one command per worker."
+            f"--distribute multi-worker needs {TF_CONFIG_ENV} describing the cluster and this "
+            "worker's task; it is not set. See the README's 'Several devices and machines' "
+            "section for one command per worker."
         )
     return tf.distribute.MultiWorkerMirroredStrategy()
 

@@ -9,6 +9,7 @@ from tf_asap.cli.flags import (
     HelpFormatter,
     add_data,
     add_debug,
+    add_distribute,
     add_verbose,
     any_int,
     at_least_one,
@@ -96,24 +97,27 @@ def add_parser(commands):
                           help="random seed, also of the held-out split (default: the training's, or 0)")
     add_data(parser, "the data MODEL was trained on")
     add_verbose(parser)
+    add_distribute(parser)
     add_debug(parser)
     parser.set_defaults(handler=run)
 
 
-def run_pruning(settings, run_dir, verbose):
-    """Runs (or resumes) a pruning run.
+def run_pruning(settings, run_dir, verbose, distribute_name="none"):
+    """Runs (or resumes) a pruning run, on the strategy `--distribute` names.
 
     Returns:
         `(PruningResult, CommandData)`.
     """
     import keras  # heavy: imported once the arguments are known good
 
-    from tf_asap import recipe
+    from tf_asap import distribute, recipe
     from tf_asap.rounds.controller import RoundController
 
+    strategy = distribute.strategy_from_name(distribute_name)
     epochs, rewind_epoch = prune_settings.rewind_epochs(settings)
     keras.utils.set_random_seed(settings["seed"])
-    model = directories.load_model(settings["model_path"])
+    with strategy.scope():
+        model = directories.load_model(settings["model_path"])
     settings["calibration_samples"] = settings["calibration_samples"] or 2048
     data = datasets.load_for_model(model, settings["dataset"], settings)
     steps = int(data.train.cardinality())
@@ -140,7 +144,7 @@ def run_pruning(settings, run_dir, verbose):
         model, prune_settings.make_policy(settings), data.train, data.validation,
         run_dir=run_dir, epochs=epochs, rewind_epoch=rewind_epoch,
         rewind_checkpoint=settings["rewind_checkpoint"], calibration_data=data.calibration,
-        criterion=criterion, optimizer=optimizer, verbose=verbose,
+        criterion=criterion, optimizer=optimizer, verbose=verbose, strategy=strategy,
     )
     say(
         f"Pruning {model.name} on {data.description} ({'; '.join(data.notes)}): "
@@ -201,7 +205,7 @@ def result_lines(result, tested):
 def run(args):
     """Prunes (or resumes); returns the exit code."""
     settings = prune_settings.resolve(prune_settings.from_args(args), args.run_dir, args.resume)
-    result, data = run_pruning(settings, args.run_dir, args.verbose)
+    result, data = run_pruning(settings, args.run_dir, args.verbose, args.distribute)
     for line in result_lines(result, test_accuracies(settings, result, data)):
         say(line)
     say(f"Next: {PROG} export {args.run_dir} --output {os.path.join(args.run_dir, 'export')}")

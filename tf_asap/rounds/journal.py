@@ -19,7 +19,7 @@ other worker journals into a scratch directory of its own
 (`tf_asap.rounds.placement.writing_directory`). When it opens, a worker
 first copies the chief's committed state (manifest, log, rewind state,
 checkpoints) into its scratch directory if the run directory is on a file
-system it can read, so that a run resumed after the chief restarted resumes
+system it can read (the chief waits for every worker before it writes), so that a run resumed after the chief restarted resumes
 from the same round on every worker.
 """
 
@@ -37,7 +37,7 @@ from tf_asap.errors import RunDirectoryError
 from tf_asap.files import atomic_save_model
 from tf_asap.pruning.policies import policy_from_state
 from tf_asap.rounds import report
-from tf_asap.rounds.placement import writing_directory
+from tf_asap.rounds.placement import wait_for_workers, writing_directory
 from tf_asap.rounds.run_directory import (
     MANIFEST_NAME,
     RUN_FORMAT,
@@ -175,6 +175,7 @@ class RunJournal:
         """
         if self.directory.path != self.shared.path:
             self.directory.copy_committed_state(self.shared)
+        wait_for_workers()
         manifest = self.directory.read_manifest()
         if manifest is None:
             if os.path.exists(self.directory.log):

@@ -29,6 +29,7 @@ __all__ = [
     "prunable_in_scope",
     "run_strategy",
     "runs_in_strategy_scope",
+    "wait_for_workers",
     "writing_directory",
 ]
 
@@ -97,3 +98,26 @@ def writing_directory(run_dir, strategy=None):
     """
     strategy = tf.distribute.get_strategy() if strategy is None else strategy
     return distribute.worker_directory(run_dir, strategy)
+
+
+def wait_for_workers(strategy=None):
+    """Returns once every worker of a multi-worker strategy has called it.
+
+    A non-chief worker copies the chief's committed state when it opens a
+    run; the chief waits here before it writes anything, so that no worker
+    copies a half-written round. On a single worker this returns at once.
+
+    Args:
+        strategy: The run's strategy. Defaults to `None`: the one in scope.
+    """
+    strategy = tf.distribute.get_strategy() if strategy is None else strategy
+    if not distribute.is_multi_worker(strategy):
+        return
+
+    @tf.function(autograph=False)
+    def barrier():
+        # Any collective is a barrier: it completes only when all workers join.
+        ones = strategy.run(lambda: tf.ones([1]))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, ones, axis=None)
+
+    barrier()

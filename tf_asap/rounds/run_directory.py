@@ -329,7 +329,8 @@ class RunDirectory:
                 shutil.copyfile(os.path.join(source.path, name), os.path.join(self.path, name))
         shutil.rmtree(self.checkpoints, ignore_errors=True)
         if os.path.isdir(source.checkpoints):
-            shutil.copytree(source.checkpoints, self.checkpoints)
+            # Temporary files of an atomic write are not state.
+            shutil.copytree(source.checkpoints, self.checkpoints, ignore=shutil.ignore_patterns(".*"))
 
     @contextlib.contextmanager
     def locked(self):
