@@ -75,7 +75,10 @@ def replicas_agree(strategy, model):
 
 
 def decisions(result):
-    return [(r["round"], r["threshold"], r.get("pruned_channels"), r.get("mask_digest")) for r in result.rounds]
+    return [
+        (r["round"], r["threshold"], r.get("pruned_channels"), r.get("mask_digest"))
+        for r in result.rounds
+    ]
 
 
 def main():

@@ -1,13 +1,15 @@
 """One worker of a two-worker `MultiWorkerMirroredStrategy` pruning run (run as a script).
 
-Usage: python -m tests.distribute.multi_worker_round INDEX PORT0,PORT1 RUN_DIR
+Usage: python -m tests.distribute.multi_worker_round INDEX PORT0,PORT1 RUN_DIR [STOP_AFTER]
 
 Runs the rounds of Algorithm 1 without retraining (Keras 3.15's `fit` and
 `evaluate` fail under this strategy upstream; see the README): round 0, then
 two pruning rounds, each scoring filters with activation statistics summed
 across both workers, setting masks, measuring the model with a forward pass
 and committing the round through `RunJournal`, which writes the run directory
-on the chief only. Prints one line `RESULT {json}` for the test to compare.
+on the chief only. With STOP_AFTER, the workers exit once that round is
+committed, as if the job had been killed; started again, they resume from the
+run directory. Prints one line `RESULT {json}` for the test to compare.
 """
 
 import json
@@ -15,6 +17,7 @@ import os
 import sys
 
 INDEX, PORTS, RUN_DIR = int(sys.argv[1]), sys.argv[2].split(","), sys.argv[3]
+STOP_AFTER = int(sys.argv[4]) if len(sys.argv) > 4 else None
 os.environ["TF_CONFIG"] = json.dumps({
     "cluster": {"worker": [f"127.0.0.1:{port}" for port in PORTS]},
     "task": {"type": "worker", "index": INDEX},
@@ -66,13 +69,25 @@ def main():
     policy = asap.ParamsTarget(reduction=0.3, step=0.5, max_rounds=2)
     with strategy.scope():
         journal = RunJournal(RUN_DIR, model, {"test": "multi-worker"}, verbose=False)
-        journal.open(policy)
+        manifest = journal.open(policy)
         calibration = pin_calibration(journal.directory.calibration, (x, y), model, samples=40)
-        result, cost = measure(model, x, y, 0, 0.0)
-        decision = policy.start(result)
-        journal.commit(policy, result, decision, round_record(policy, result, decision, cost, epochs=0))
-        attention = []
+        resumed = bool(manifest and manifest.get("policy_state"))
+        if resumed:
+            policy = journal.resume(manifest)
+            decision = policy.last_decision
+            if decision.action == "prune":
+                journal.restore_round(policy.history[-1].round)
+        else:
+            result, cost = measure(model, x, y, 0, 0.0)
+            decision = policy.start(result)
+            journal.commit(policy, result, decision, round_record(policy, result, decision, cost, epochs=0))
+        attention = [{}]
         while decision.action != "stop":
+            if STOP_AFTER is not None and journal.records[-1]["round"] >= STOP_AFTER:
+                print("RESULT " + json.dumps({"stopped_after": journal.records[-1]["round"]}), flush=True)
+                return
+            if decision.action == "rollback":
+                journal.restore_round(decision.rollback_to)
             scores = asap.collect_activation_stats(model, calibration, batch_size=8)
             single = asap.collect_activation_stats(reference_model, calibration, batch_size=8)
             attention.append({
@@ -98,7 +113,9 @@ def main():
         "digest": mask_digest(model),
         "rounds": len(journal.records),
         "best_round": decision.best_round,
-        "max_stats_difference": max(max(entry.values()) for entry in attention),
+        "max_stats_difference": max(max(entry.values(), default=0.0) for entry in attention),
+        "resumed": resumed,
+        "logged_rounds": [record["round"] for record in journal.records],
         "slim_variables_distributed": mirrored,
     }), flush=True)
 

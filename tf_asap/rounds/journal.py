@@ -19,8 +19,9 @@ other worker journals into a scratch directory of its own
 (`tf_asap.rounds.placement.writing_directory`). When it opens, a worker
 first copies the chief's committed state (manifest, log, rewind state,
 checkpoints) into its scratch directory if the run directory is on a file
-system it can read (the chief waits for every worker before it writes), so that a run resumed after the chief restarted resumes
-from the same round on every worker.
+system it can read (the chief waits for every worker before it writes), so
+that a run resumed after the chief restarted resumes from the same round on
+every worker.
 """
 
 from __future__ import annotations
