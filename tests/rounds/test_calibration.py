@@ -67,3 +67,31 @@ def test_a_damaged_calibration_file_names_the_fix(model, tmp_path):
     path.write_bytes(b"not a zip")
     with pytest.raises(RunDirectoryError, match="Delete it to choose a new one"):
         pin_calibration(str(path), samples(4)[0], model)
+
+
+def test_the_controller_pins_its_calibration_set_and_a_resume_reads_it_back(tmp_path):
+    from tf_asap.pruning.policies import ParamsTarget
+    from tf_asap.rounds.controller import RoundController
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4, 4, 1))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
+    x_train, y_train = samples(48)
+
+    def controller(stream_seed):
+        stream = tf.data.Dataset.from_tensor_slices(x_train).shuffle(48, seed=stream_seed).batch(8)
+        return RoundController(
+            model, ParamsTarget(reduction=0.3, max_rounds=1), (x_train, y_train),
+            (x_train, y_train), run_dir=tmp_path, epochs=1, rewind_epoch=0,
+            calibration_data=stream, optimizer=keras.optimizers.SGD(0.01), verbose=0,
+        )
+
+    first = controller(stream_seed=1)
+    first.run()
+    pinned = stacked(first.calibration)
+    assert (tmp_path / "calibration.npz").is_file() and pinned.shape == (48, 4, 4, 1)
+    # A resume with a stream in another order scores the stored samples, in their order.
+    again = controller(stream_seed=2)
+    again.run()
+    np.testing.assert_array_equal(stacked(again.calibration), pinned)
