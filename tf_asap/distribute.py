@@ -9,9 +9,10 @@ and optimizer under it.
 With `tf.distribute.MultiWorkerMirroredStrategy` every worker runs the same
 program on its shard of the data and all of them take the same decisions
 (policies are deterministic and the statistics are summed across workers), but
-only the *chief* writes the run directory. The others write to a private
-scratch directory that is deleted at the end, as Keras' own
-`BackupAndRestore` does.
+only the *chief* writes the run directory. The others write to a scratch
+directory of their own under `run_dir/.workers/`, which nobody reads and
+which may be deleted once the run has finished (it is left in place, so that
+a worker can be inspected after a failure).
 
 Which worker is the chief comes from `TF_CONFIG`: the task of type `chief`
 when the cluster has one, else worker 0.

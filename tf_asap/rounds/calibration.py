@@ -37,7 +37,10 @@ _NAMED = "named_input:"
 
 
 def _is_arrays(data):
-    parts = tf.nest.flatten(data) if isinstance(data, (tuple, list, dict)) else [data]
+    """NumPy data held in memory: an array, or a tuple, list or dict of them."""
+    if not isinstance(data, (np.ndarray, tuple, list, dict)):
+        return False
+    parts = tf.nest.flatten(data)
     return bool(parts) and all(isinstance(part, np.ndarray) for part in parts)
 
 
@@ -74,7 +77,7 @@ def choose_calibration(data, model, samples=None, seed=0):
                 "sample count was given, so choosing it would never end. Pass a finite "
                 "dataset (e.g. dataset.take(2048)) or the number of calibration samples."
             )
-    if isinstance(data, (tuple, list)) and _is_arrays(data) or isinstance(data, np.ndarray):
+    if _is_arrays(data):
         total = _sample_count(data)
         if samples is not None and samples < total:
             rows = np.sort(np.random.default_rng(seed).permutation(total)[:samples])
