@@ -11,10 +11,14 @@ replica has its own device and the same code divides the work instead.
 What is timed, per strategy:
 
 - *stats*: `collect_activation_stats` over the calibration samples (warm:
-  the second call; the first traces);
+  the second call on a model; the first traces);
 - *round*: `RoundController.run()` of a 1-round `ParamsTarget` run (round 0
   evaluation, then one round: statistics, masks, rewind, one retraining
   epoch, evaluation, final slimming and saving).
+
+Wall and CPU seconds (every thread of the process) are both reported: when
+other jobs share the machine, wall time mostly measures them, and CPU time
+is the steadier measure of the work the strategy adds.
 
 Usage:
     python benchmarks/bench_distribute.py [--samples 4096] [--calibration 1024] [--repeats 2]
@@ -51,27 +55,36 @@ def build(strategy):
         return small_cnn(input_shape=(28, 28, 1), num_classes=10)
 
 
-def time_strategy(strategy, data, calibration, repeats):
-    """(stats seconds, round seconds): the fastest of `repeats`."""
+def clocks():
+    """(wall seconds, CPU seconds of every thread of this process)."""
+    return time.perf_counter(), time.process_time()
+
+
+def since(start):
+    """(wall, CPU) seconds since `start = clocks()`."""
+    now = clocks()
+    return now[0] - start[0], now[1] - start[1]
+
+
+def time_once(strategy, data, calibration):
+    """((wall, CPU) of the statistics, (wall, CPU) of the round) of one fresh model."""
     x, y = data
-    stats_times, round_times = [], []
-    for _ in range(repeats):
-        with strategy.scope():
-            model = asap.make_prunable(build(strategy))
-        asap.collect_activation_stats(model, calibration)  # traces
-        started = time.perf_counter()
-        asap.collect_activation_stats(model, calibration)
-        stats_times.append(time.perf_counter() - started)
-        with tempfile.TemporaryDirectory() as run_dir, strategy.scope():
-            controller = asap.RoundController(
-                build(strategy), asap.ParamsTarget(reduction=0.3, step=0.5, max_rounds=1),
-                (x, y), run_dir=run_dir, epochs=2, rewind_epoch=1, batch_size=128,
-                optimizer=keras.optimizers.SGD(0.05), calibration_data=calibration, verbose=0,
-            )
-            started = time.perf_counter()
-            controller.run()
-            round_times.append(time.perf_counter() - started)
-    return min(stats_times), min(round_times)
+    with strategy.scope():
+        model = asap.make_prunable(build(strategy))
+    asap.collect_activation_stats(model, calibration)  # traces
+    started = clocks()
+    asap.collect_activation_stats(model, calibration)
+    stats_s = since(started)
+    with tempfile.TemporaryDirectory() as run_dir, strategy.scope():
+        controller = asap.RoundController(
+            build(strategy), asap.ParamsTarget(reduction=0.3, step=0.5, max_rounds=1),
+            (x, y), run_dir=run_dir, epochs=2, rewind_epoch=1, batch_size=128,
+            optimizer=keras.optimizers.SGD(0.05), calibration_data=calibration, verbose=0,
+        )
+        started = clocks()
+        controller.run()
+        round_s = since(started)
+    return stats_s, round_s
 
 
 def main():
@@ -90,12 +103,20 @@ def main():
         "one device (default strategy)": tf.distribute.get_strategy(),
         "MirroredStrategy, 2 logical CPUs": tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]),
     }
-    rows = []
-    for name, strategy in strategies.items():
-        stats_s, round_s = time_strategy(strategy, (x, y), calibration, args.repeats)
-        rows.append((name, stats_s, round_s))
-        print(f"{name}: stats {stats_s:.2f} s, round {round_s:.2f} s", flush=True)
-    base_stats, base_round = rows[0][1], rows[0][2]
+    times = {name: [] for name in strategies}
+    # Interleaved, so that other load on the machine hits both alike.
+    for _ in range(args.repeats):
+        for name, strategy in strategies.items():
+            times[name].append(time_once(strategy, (x, y), calibration))
+            (stats_wall, stats_cpu), (round_wall, round_cpu) = times[name][-1]
+            print(f"{name}: stats {stats_wall:.2f} s ({stats_cpu:.2f} s CPU), round "
+                  f"{round_wall:.2f} s ({round_cpu:.2f} s CPU)", flush=True)
+    # Fastest repeat of each quantity, wall and CPU separately.
+    rows = [
+        (name, *(min(run[part][clock] for run in runs) for part in (0, 1) for clock in (0, 1)))
+        for name, runs in times.items()
+    ]
+    base = rows[0][1:]
     command = "python benchmarks/bench_distribute.py " + " ".join(sys.argv[1:])
     lines = [
         "",
@@ -103,18 +124,17 @@ def main():
         f"(bench_distribute.py, {datetime.date.today()})",
         "",
         f"`{command.strip()}` — small_cnn, {args.samples} Fashion-MNIST images, "
-        f"{args.calibration} calibration images, batch 128, fastest of {args.repeats}; "
-        f"{os.cpu_count()} CPU cores shared by both logical devices; TF {tf.__version__}, "
+        f"{args.calibration} calibration images, batch 128, fastest of {args.repeats} "
+        f"(interleaved); {os.cpu_count()} CPU cores shared by both logical devices and by other "
+        f"jobs (load average {os.getloadavg()[0]:.1f} at the end); TF {tf.__version__}, "
         f"Keras {keras.__version__}.",
         "",
-        "| strategy | stats (s) | vs one | 1-round run (s) | vs one |",
+        "| strategy | stats wall (s) | stats CPU (s) | 1-round run wall (s) | 1-round run CPU (s) |",
         "|---|---|---|---|---|",
     ]
-    for name, stats_s, round_s in rows:
-        lines.append(
-            f"| {name} | {stats_s:.2f} | {stats_s / base_stats:.2f}x | {round_s:.2f} | "
-            f"{round_s / base_round:.2f}x |"
-        )
+    for name, *values in rows:
+        cells = [f"{value:.2f} ({value / reference:.2f}x)" for value, reference in zip(values, base)]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
     with open(RESULTS, "a", encoding="utf-8") as file:
         file.write("\n".join(lines) + "\n")

@@ -8,6 +8,7 @@ this runs in its own process. It runs the same seeded 2-round
 strategy, and prints one line `RESULT {json}` with what the test compares.
 """
 
+import contextlib
 import json
 import os
 import sys
@@ -52,9 +53,11 @@ def controller_run(name, **kwargs):
     return controller, controller.run()
 
 
-def callback_run(model):
-    model.compile(keras.optimizers.SGD(0.05), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+def callback_run(model, scope):
+    """Compiles in `scope`; creates the callback and fits outside any scope."""
+    with scope:
+        model.compile(keras.optimizers.SGD(0.05),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     pruning = asap.AdaptivePruning(
         asap.ParamsTarget(reduction=0.4, step=0.5, max_rounds=2), X[:48], (X_VAL, Y_VAL),
         epochs_per_round=1, verbose=0,
@@ -118,10 +121,11 @@ def main():
     )
 
     # The fit callback.
-    alone_callback = callback_run(asap.make_prunable(tiny()))
+    alone_callback = callback_run(asap.make_prunable(tiny()), contextlib.nullcontext())
     with strategy.scope():
         model = asap.make_prunable(tiny())
-        together_callback = callback_run(model)
+    together_callback = callback_run(model, strategy.scope())
+    report["callback_strategy"] = together_callback.strategy is strategy
     report["callback_rounds"] = len(together_callback.records)
     report["callback_replicas_agree"] = replicas_agree(strategy, model)
     report["callback_same_masks"] = [r.get("mask_digest") for r in alone_callback.records] == [

@@ -78,6 +78,8 @@ def test_masks_agree_on_both_replicas_and_rebuilt_models_live_on_the_strategy(mi
 
 
 def test_fit_callback_on_two_replicas_prunes_as_on_one_device(mirrored):
+    # Created outside any scope, the callback runs on its model's strategy.
+    assert mirrored["callback_strategy"]
     assert mirrored["callback_rounds"] == 3
     assert mirrored["callback_same_masks"]
 

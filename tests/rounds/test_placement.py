@@ -10,7 +10,7 @@ from tests import architectures
 from tf_asap.errors import ConfigurationError
 from tf_asap.pruning.policies import ParamsTarget
 from tf_asap.rounds.journal import RunJournal
-from tf_asap.rounds.placement import prunable_in_scope, run_strategy, writing_directory
+from tf_asap.rounds.placement import chosen_strategy, prunable_in_scope, run_strategy, writing_directory
 from tf_asap.rounds.run_directory import RunDirectory
 from tf_asap.core.masks import is_prunable_model
 
@@ -75,3 +75,11 @@ def test_a_plain_model_gets_a_prunable_copy_and_a_prunable_one_is_used_as_is():
 def test_a_strategy_that_is_not_one_is_refused():
     with pytest.raises(ConfigurationError, match="must be a tf.distribute.Strategy"):
         run_strategy("mirrored")
+
+
+def test_a_callback_strategy_is_the_one_in_scope_or_left_to_the_model():
+    assert chosen_strategy() is None
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        assert chosen_strategy() is strategy
+    assert chosen_strategy(strategy) is strategy

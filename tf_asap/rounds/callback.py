@@ -26,7 +26,7 @@ from tf_asap.pruning.policies import Policy
 from tf_asap.core.surgery import slim
 from tf_asap.distribute import check_built_in_scope
 from tf_asap.rounds.journal import RunJournal
-from tf_asap.rounds.placement import run_strategy, runs_in_strategy_scope
+from tf_asap.rounds.placement import chosen_strategy, runs_in_strategy_scope
 from tf_asap.rounds.state import load_state, restore_state, save_state, snapshot_state
 from tf_asap.rounds.step import (
     DEFAULT_MAX_FRACTION,
@@ -129,7 +129,7 @@ class AdaptivePruning(keras.callbacks.Callback):
             every hook runs in its scope (slimmed models are built there),
             and a model built outside it is refused when `fit` starts.
             Defaults to `None`: the strategy in scope when the callback is
-            created.
+            created, or, created outside any scope, the model's own.
 
     The policy decides on its `metric` (`"accuracy"` unless it says
     otherwise); the model must be compiled with it.
@@ -174,7 +174,7 @@ class AdaptivePruning(keras.callbacks.Callback):
         strategy=None,
     ):
         super().__init__()
-        self.strategy = run_strategy(strategy)
+        self.strategy = chosen_strategy(strategy)
         if not isinstance(policy, Policy):
             raise ConfigurationError(
                 "policy must be a tf_asap.pruning.policies policy (AccuracyGuaranteed, "

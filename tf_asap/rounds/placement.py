@@ -26,6 +26,7 @@ from tf_asap.core.masks import is_prunable_model, make_prunable
 
 __all__ = [
     "builds_in_strategy_scope",
+    "chosen_strategy",
     "prunable_in_scope",
     "run_strategy",
     "runs_in_strategy_scope",
@@ -41,6 +42,17 @@ def run_strategy(strategy=None):
         ConfigurationError: If `strategy` is not a `tf.distribute.Strategy`.
     """
     return distribute.current_strategy(strategy)
+
+
+def chosen_strategy(strategy=None):
+    """`strategy`, else the one in scope now, else `None` (none was chosen).
+
+    A Keras callback created outside any scope runs on its model's strategy,
+    which it only learns when `fit` starts.
+    """
+    if strategy is not None or tf.distribute.has_strategy():
+        return run_strategy(strategy)
+    return None
 
 
 def builds_in_strategy_scope(function):
@@ -60,10 +72,12 @@ def builds_in_strategy_scope(function):
 
 
 def runs_in_strategy_scope(method):
-    """Runs a method inside the scope of `self.strategy`."""
+    """Runs a method inside the scope of `self.strategy` (else of `self.model`'s strategy)."""
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
+        if self.strategy is None:
+            self.strategy = self.model.distribute_strategy
         with self.strategy.scope():
             return method(self, *args, **kwargs)
 
