@@ -133,11 +133,13 @@ def run_pruning(settings, run_dir, verbose, distribute_name="none"):
     elif settings["limit"] is not None:
         _note_shorter_epochs(settings, steps)
     saved = {key: settings[key] for key in prune_settings.KEYS}
+    # Only the chief worker writes the run directory (tf_asap.distribute).
+    chief = distribute.is_chief(strategy)
     saved_path = os.path.join(run_dir, directories.PRUNE_SETTINGS)
     # Written when the run starts, so that a crashed run resumes with
     # `--resume` alone; a resume with other flags must not replace it before
     # the controller has accepted them (it refuses other settings).
-    if not os.path.exists(saved_path):
+    if chief and not os.path.exists(saved_path):
         directories.write_json(saved_path, saved)
     criterion = settings["criterion"] or "attention"
     controller = RoundController(
@@ -154,7 +156,8 @@ def run_pruning(settings, run_dir, verbose, distribute_name="none"):
     )
     say(f"Decisions use the validation data: {data.validation_label}; the test data is only reported.")
     result = controller.run()
-    directories.write_json(saved_path, saved)
+    if chief:
+        directories.write_json(saved_path, saved)
     return result, data
 
 

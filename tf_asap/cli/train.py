@@ -116,14 +116,15 @@ def run(args):
     )
     seconds = time.monotonic() - started
     test_accuracy = datasets.accuracy(baseline.model, data.test) if data.test else None
-    directories.write_json(os.path.join(args.output, directories.TRAIN_SETTINGS), {
-        "command": directories.command_line(args.argv), "date": directories.today(),
-        "dataset": spec, "model": args.model, "epochs": baseline.epochs,
-        "rewind_epoch": baseline.rewind_epoch, "learning_rate": learning_rate,
-        "steps_per_epoch": steps, "validation_accuracy": baseline.accuracy,
-        "test_accuracy": test_accuracy, "params": directories.plain_params(baseline.model),
-        "train_seconds": round(seconds, 1), "versions": directories.versions(), **settings,
-    })
+    if distribute.is_chief(strategy):  # only the chief worker writes --output
+        directories.write_json(os.path.join(args.output, directories.TRAIN_SETTINGS), {
+            "command": directories.command_line(args.argv), "date": directories.today(),
+            "dataset": spec, "model": args.model, "epochs": baseline.epochs,
+            "rewind_epoch": baseline.rewind_epoch, "learning_rate": learning_rate,
+            "steps_per_epoch": steps, "validation_accuracy": baseline.accuracy,
+            "test_accuracy": test_accuracy, "params": directories.plain_params(baseline.model),
+            "train_seconds": round(seconds, 1), "versions": directories.versions(), **settings,
+        })
     tested = f", test accuracy {percent(test_accuracy)}" if test_accuracy is not None else ""
     say(
         f"Validation accuracy {percent(baseline.accuracy)}{tested} after {baseline.epochs} "
