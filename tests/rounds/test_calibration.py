@@ -6,7 +6,9 @@ import pytest
 import tensorflow as tf
 
 from tf_asap.errors import DataError, RunDirectoryError
+from tf_asap.pruning.policies import ParamsTarget
 from tf_asap.rounds.calibration import choose_calibration, pin_calibration
+from tf_asap.rounds.controller import RoundController
 
 
 @pytest.fixture
@@ -70,9 +72,6 @@ def test_a_damaged_calibration_file_names_the_fix(model, tmp_path):
 
 
 def test_the_controller_pins_its_calibration_set_and_a_resume_reads_it_back(tmp_path):
-    from tf_asap.pruning.policies import ParamsTarget
-    from tf_asap.rounds.controller import RoundController
-
     keras.utils.set_random_seed(0)
     inputs = keras.Input((4, 4, 1))
     x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)

@@ -7,12 +7,12 @@ import pytest
 import tensorflow as tf
 
 from tests import architectures
+from tf_asap.core.masks import is_prunable_model
 from tf_asap.errors import ConfigurationError
 from tf_asap.pruning.policies import ParamsTarget
 from tf_asap.rounds.journal import RunJournal
 from tf_asap.rounds.placement import chosen_strategy, prunable_in_scope, run_strategy, writing_directory
 from tf_asap.rounds.run_directory import RunDirectory
-from tf_asap.core.masks import is_prunable_model
 
 WORKERS = ["127.0.0.1:20001", "127.0.0.1:20002"]
 
