@@ -46,6 +46,7 @@ _PUBLIC = {
     "channel_groups": ("tf_asap.core.analysis", "channel_groups"),
     "ChannelGroup": ("tf_asap.core.channels", "ChannelGroup"),
     "ChannelRef": ("tf_asap.core.channels", "ChannelRef"),
+    "choose_calibration": ("tf_asap.rounds.calibration", "choose_calibration"),
     "collect_activation_stats": ("tf_asap.pruning.stats", "collect_activation_stats"),
     "convert_tflite": ("tf_asap.export", "convert_tflite"),
     "Cost": ("tf_asap.core.counting", "Cost"),

@@ -9,9 +9,10 @@ and optimizer under it.
 With `tf.distribute.MultiWorkerMirroredStrategy` every worker runs the same
 program on its shard of the data and all of them take the same decisions
 (policies are deterministic and the statistics are summed across workers), but
-only the *chief* writes the run directory. The others write to a private
-scratch directory that is deleted at the end, as Keras' own
-`BackupAndRestore` does.
+only the *chief* writes the run directory. The others write to a scratch
+directory of their own under `run_dir/.workers/`, which nobody reads and
+which may be deleted once the run has finished (it is left in place, so that
+a worker can be inspected after a failure).
 
 Which worker is the chief comes from `TF_CONFIG`: the task of type `chief`
 when the cluster has one, else worker 0.
@@ -32,6 +33,8 @@ from tf_asap.errors import ConfigurationError
 STRATEGY_NAMES = ("none", "mirrored", "multi-worker")
 TF_CONFIG_ENV = "TF_CONFIG"
 _WORKER_TYPES = ("chief", "worker")
+WORKERS_DIR = ".workers"
+"""Where non-chief workers write inside a run directory."""
 
 
 def read_tf_config(environ=None):
@@ -135,7 +138,14 @@ def worker_directory(run_dir, strategy=None, environ=None):
         return run_dir
     config = read_tf_config(environ)
     task = config["task"] if config else {"type": "worker", "index": 0}
-    return os.path.join(run_dir, ".workers", f"{task['type']}-{task.get('index', 0)}")
+    return os.path.join(run_dir, WORKERS_DIR, f"{task['type']}-{task.get('index', 0)}")
+
+
+def is_multi_worker(strategy):
+    """Whether `strategy` is a `MultiWorkerMirroredStrategy` (one or more worker processes)."""
+    import tensorflow as tf  # see current_strategy
+
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
 def current_strategy(strategy=None):
@@ -188,8 +198,9 @@ def strategy_from_name(name):
         return tf.distribute.MirroredStrategy(devices)
     if read_tf_config() is None:
         raise ConfigurationError(
-            f"--distribute multi-worker needs {TF_CONFIG_ENV} describing the cluster and this worker's task; "
-            "it is not set. See the README's 'Several machines' section for one command per worker."
+            f"--distribute multi-worker needs {TF_CONFIG_ENV} describing the cluster and this "
+            "worker's task; it is not set. See the README's 'Several devices and machines' "
+            "section for one command per worker."
         )
     return tf.distribute.MultiWorkerMirroredStrategy()
 

@@ -56,6 +56,20 @@ def test_masks_save_and_load_with_the_model(pm, tmp_path):
     assert loaded.get_layer("conv1").min_filters == 2
 
 
+def test_mask_variables_are_frozen_and_first_replica_aggregated_after_a_reload(pm, tmp_path):
+    # The aggregation is not part of the saved config: a file saved before it
+    # existed loads the same way, and the loaded masks get it from build().
+    pm.save(tmp_path / "pm.keras")
+    loaded = keras.models.load_model(tmp_path / "pm.keras")
+    for model in (pm, loaded):
+        for layer in model.layers:
+            if isinstance(layer, asap.MaskedLayer):
+                for mask in (layer.filter_mask, layer.input_mask):
+                    assert not mask.trainable
+                    assert mask.aggregation == "only_first_replica"
+                    assert mask.synchronization == "auto"
+
+
 def test_masked_model_trains_and_masked_filters_stay_silent(pm):
     asap.apply_masks(pm, {"conv1": np.array([1, 0, 1, 1, 0, 1], bool)})
     pm.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import tf_asap
+from tf_asap import files as files_module
 from tf_asap.rounds import controller as controller_module
 from tf_asap.rounds.controller import (
     RoundController,
@@ -462,14 +463,14 @@ def test_run_killed_mid_round_resumes_and_keeps_every_completed_round(tmp_path):
 
 def test_atomic_write_leaves_the_old_file_whole_when_interrupted(tmp_path, monkeypatch):
     path = tmp_path / "run.json"
-    controller_module.atomic_write_json(path, {"round": 1})
+    files_module.atomic_write_json(path, {"round": 1})
 
     def crash(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(controller_module.os, "replace", crash)
+    monkeypatch.setattr(files_module.os, "replace", crash)
     with pytest.raises(KeyboardInterrupt):
-        controller_module.atomic_write_json(path, {"round": 2})
+        files_module.atomic_write_json(path, {"round": 2})
     assert json.loads(path.read_text()) == {"round": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
 

@@ -10,7 +10,7 @@ import tf_asap
 from tf_asap.pruning.policies import AccuracyGuaranteed, ParamsTarget
 from tf_asap.pruning.importance import get_criterion
 from tf_asap.pruning.thresholds import attention_reference
-from tf_asap.rounds import controller as controller_module
+from tf_asap.rounds import threshold_scan as scan_module
 from tf_asap.rounds.controller import RoundController
 from tf_asap.rounds.threshold_scan import SCAN_DROP_FACTOR, scan_thresholds
 from tf_asap.rounds.training import labelled_batches
@@ -96,7 +96,7 @@ def test_a_scan_in_the_manifest_is_not_redone_on_resume(tmp_path, monkeypatch):
     def scan_again(*args, **kwargs):
         raise AssertionError("the scan ran again")
 
-    monkeypatch.setattr(controller_module, "scan_thresholds", scan_again)
+    monkeypatch.setattr(scan_module, "scan_thresholds", scan_again)
     result = controller(tmp_path, bisect_policy(), scan_samples=64).run()
     expected = saved["chosen"] if saved["chosen"] is not None else 0.0
     assert result.rounds[1]["threshold"] == pytest.approx(expected)

@@ -12,6 +12,7 @@ import argparse
 import textwrap
 
 from tf_asap.checks import check_int, check_number
+from tf_asap.distribute import STRATEGY_NAMES
 from tf_asap.errors import ConfigurationError
 
 PROG = "tf-asap"
@@ -139,6 +140,16 @@ def add_verbose(parser):
         "--verbose", type=int, choices=(0, 1, 2), default=None,
         help="0 quiet, 1 progress bars, 2 one line per epoch (default: 1 on a "
         "terminal, 2 otherwise)",
+    )
+
+
+def add_distribute(parser):
+    """`--distribute none|mirrored|multi-worker`: the `tf.distribute` strategy to run on."""
+    parser.add_argument(
+        "--distribute", choices=STRATEGY_NAMES, default="none",
+        help="none: one device; mirrored: MirroredStrategy over every visible GPU (or the "
+        "logical CPU devices configured); multi-worker: MultiWorkerMirroredStrategy, one "
+        "command per worker with TF_CONFIG set (see the README)",
     )
 
 

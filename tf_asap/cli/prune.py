@@ -9,6 +9,7 @@ from tf_asap.cli.flags import (
     HelpFormatter,
     add_data,
     add_debug,
+    add_distribute,
     add_verbose,
     any_int,
     at_least_one,
@@ -100,6 +101,7 @@ def add_parser(commands):
     add_retraining_flags(training)
     add_data(parser, "the data MODEL was trained on")
     add_verbose(parser)
+    add_distribute(parser)
     add_debug(parser)
     parser.set_defaults(handler=run)
 
@@ -136,20 +138,22 @@ def add_retraining_flags(group):
                        help="epochs to fine-tune the chosen model after the rounds (default: 0)")
 
 
-def run_pruning(settings, run_dir, verbose):
-    """Runs (or resumes) a pruning run.
+def run_pruning(settings, run_dir, verbose, distribute_name="none"):
+    """Runs (or resumes) a pruning run, on the strategy `--distribute` names.
 
     Returns:
         `(PruningResult, CommandData)`.
     """
     import keras  # heavy: imported once the arguments are known good
 
-    from tf_asap import recipe
+    from tf_asap import distribute, recipe
     from tf_asap.rounds.controller import RoundController
 
+    strategy = distribute.strategy_from_name(distribute_name)
     epochs, rewind_epoch = prune_settings.rewind_epochs(settings)
     keras.utils.set_random_seed(settings["seed"])
-    model = directories.load_model(settings["model_path"])
+    with strategy.scope():
+        model = directories.load_model(settings["model_path"])
     settings["calibration_samples"] = settings["calibration_samples"] or 2048
     data = datasets.load_for_model(model, settings["dataset"], settings)
     steps = int(data.train.cardinality())
@@ -165,18 +169,20 @@ def run_pruning(settings, run_dir, verbose):
     elif settings["limit"] is not None:
         _note_shorter_epochs(settings, steps)
     saved = {key: settings[key] for key in prune_settings.KEYS}
+    # Only the chief worker writes the run directory (tf_asap.distribute).
+    chief = distribute.is_chief(strategy)
     saved_path = os.path.join(run_dir, directories.PRUNE_SETTINGS)
     # Written when the run starts, so that a crashed run resumes with
     # `--resume` alone; a resume with other flags must not replace it before
     # the controller has accepted them (it refuses other settings).
-    if not os.path.exists(saved_path):
+    if chief and not os.path.exists(saved_path):
         directories.write_json(saved_path, saved)
     criterion = settings["criterion"] or "attention"
     controller = RoundController(
         model, prune_settings.make_policy(settings), data.train, data.validation,
         run_dir=run_dir, epochs=epochs, rewind_epoch=rewind_epoch,
         rewind_checkpoint=settings["rewind_checkpoint"], calibration_data=data.calibration,
-        criterion=criterion, optimizer=optimizer, verbose=verbose,
+        criterion=criterion, optimizer=optimizer, verbose=verbose, strategy=strategy,
         **prune_settings.engine_options(settings),
     )
     say(
@@ -187,7 +193,8 @@ def run_pruning(settings, run_dir, verbose):
     )
     say(f"Decisions use the validation data: {data.validation_label}; the test data is only reported.")
     result = controller.run()
-    directories.write_json(saved_path, saved)
+    if chief:
+        directories.write_json(saved_path, saved)
     return result, data
 
 
@@ -238,7 +245,7 @@ def result_lines(result, tested):
 def run(args):
     """Prunes (or resumes); returns the exit code."""
     settings = prune_settings.resolve(prune_settings.from_args(args), args.run_dir, args.resume)
-    result, data = run_pruning(settings, args.run_dir, args.verbose)
+    result, data = run_pruning(settings, args.run_dir, args.verbose, args.distribute)
     for line in result_lines(result, test_accuracies(settings, result, data)):
         say(line)
     say(f"Next: {PROG} export {args.run_dir} --output {os.path.join(args.run_dir, 'export')}")

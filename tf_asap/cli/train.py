@@ -11,6 +11,7 @@ from tf_asap.cli.flags import (
     UsageError,
     add_data,
     add_debug,
+    add_distribute,
     add_verbose,
     any_int,
     non_negative_int,
@@ -57,6 +58,7 @@ def add_parser(commands):
                         help="train again into an --output that already holds a baseline")
     add_data(parser, DEFAULT_DATA)
     add_verbose(parser)
+    add_distribute(parser)
     add_debug(parser)
     parser.set_defaults(handler=run)
 
@@ -82,13 +84,15 @@ def run(args):
     datasets.kind_of(spec)  # a usage error before TensorFlow starts
     import keras  # heavy: imported once the arguments are known good
 
-    from tf_asap import recipe, zoo
+    from tf_asap import distribute, recipe, zoo
     from tf_asap.rounds.controller import train_baseline
 
+    strategy = distribute.strategy_from_name(args.distribute)
     keras.utils.set_random_seed(args.seed)
     image_size = None if args.image_size is None else (args.image_size, args.image_size)
     input_shape, num_classes, loaded = datasets.data_shape(spec, image_size)
-    model = zoo.build_model(args.model, input_shape=input_shape, num_classes=num_classes)
+    with strategy.scope():
+        model = zoo.build_model(args.model, input_shape=input_shape, num_classes=num_classes)
     settings = _data_settings(args)
     data = datasets.load_for_model(model, spec, settings, loaded=loaded)
     steps = int(data.train.cardinality())
@@ -108,17 +112,19 @@ def run(args):
     baseline = train_baseline(
         model, data.train, data.validation, args.epochs, args.output,
         rewind_epoch=args.rewind_epoch, optimizer=optimizer, verbose=args.verbose,
+        strategy=strategy,
     )
     seconds = time.monotonic() - started
     test_accuracy = datasets.accuracy(baseline.model, data.test) if data.test else None
-    directories.write_json(os.path.join(args.output, directories.TRAIN_SETTINGS), {
-        "command": directories.command_line(args.argv), "date": directories.today(),
-        "dataset": spec, "model": args.model, "epochs": baseline.epochs,
-        "rewind_epoch": baseline.rewind_epoch, "learning_rate": learning_rate,
-        "steps_per_epoch": steps, "validation_accuracy": baseline.accuracy,
-        "test_accuracy": test_accuracy, "params": directories.plain_params(baseline.model),
-        "train_seconds": round(seconds, 1), "versions": directories.versions(), **settings,
-    })
+    if distribute.is_chief(strategy):  # only the chief worker writes --output
+        directories.write_json(os.path.join(args.output, directories.TRAIN_SETTINGS), {
+            "command": directories.command_line(args.argv), "date": directories.today(),
+            "dataset": spec, "model": args.model, "epochs": baseline.epochs,
+            "rewind_epoch": baseline.rewind_epoch, "learning_rate": learning_rate,
+            "steps_per_epoch": steps, "validation_accuracy": baseline.accuracy,
+            "test_accuracy": test_accuracy, "params": directories.plain_params(baseline.model),
+            "train_seconds": round(seconds, 1), "versions": directories.versions(), **settings,
+        })
     tested = f", test accuracy {percent(test_accuracy)}" if test_accuracy is not None else ""
     say(
         f"Validation accuracy {percent(baseline.accuracy)}{tested} after {baseline.epochs} "

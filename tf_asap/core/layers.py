@@ -22,12 +22,24 @@ Each `MaskedLayer` holds two non-trainable variables:
 
 Both are ordinary layer weights, so they train with `model.fit`, save to and
 load from `.keras` files, and are restored by `load_weights` and checkpoints.
+
+Under `tf.distribute` the masks are mirrored variables that replicas never
+disagree on: they are non-trainable (no gradient, no optimizer update),
+synchronised on write (Keras' `"auto"` synchronization, which
+`MirroredStrategy` resolves to `ON_WRITE`: every assignment reaches every
+replica) and aggregated with `"only_first_replica"`, so an assignment made
+inside a replica context writes the first replica's value everywhere instead
+of summing or averaging copies of a 0/1 mask.
 """
 
 import keras
 
 from tf_asap.core import keras_graph, rules
 from tf_asap.errors import UnsupportedLayerError
+
+
+MASK_AGGREGATION = "only_first_replica"
+"""How a mask assignment made on several replicas is combined (see the module docstring)."""
 
 
 def is_maskable(layer):
@@ -99,6 +111,7 @@ class MaskedLayer(keras.layers.Wrapper):
             initializer="ones",
             trainable=False,
             dtype="float32",
+            aggregation=MASK_AGGREGATION,
         )
         self.input_mask = self.add_weight(
             name="input_mask",
@@ -106,6 +119,7 @@ class MaskedLayer(keras.layers.Wrapper):
             initializer="ones",
             trainable=False,
             dtype="float32",
+            aggregation=MASK_AGGREGATION,
         )
 
     def call(self, inputs):

@@ -18,6 +18,10 @@ tensors])` is called with `training=False` inside a `tf.function` that reduces
 each activation tensor *in the graph* to one float per channel (the sum over
 the batch of the per-sample attention), so only `C` floats per tensor leave
 the graph per batch, and memory does not grow with the number of samples.
+On a model built under a `tf.distribute` strategy with several replicas (or
+workers) each replica reduces its share of every batch and the partial sums
+are added across replicas, so the statistics equal one device's on the same
+samples (to float rounding).
 The auxiliary model and the traced function are built once per model and
 reused across rounds (masks are variables, so changing them needs no retrace).
 
@@ -37,6 +41,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_asap import distribute
 from tf_asap.checks import check_bool, check_choice, check_number
 from tf_asap.errors import DataError, UnsupportedModelError
 from tf_asap.core.analysis import channel_groups
@@ -147,8 +152,45 @@ class StatsCollector:
         """
         # repr, because a dict of specs (a multi-input model) is not hashable.
         key = (float(power), mapping, bool(with_apoz), repr(element_spec))
-        if key in self._steps:
-            return self._steps[key]
+        if key not in self._steps:
+            reduction = self._reduction(power, mapping, with_apoz)
+            self._steps[key] = tf.function(reduction, autograph=False).get_concrete_function(
+                element_spec
+            )
+        return self._steps[key]
+
+    def _distributed_step(self, strategy, power, mapping, with_apoz):
+        """The per-batch reduction run on every replica, its partial sums added up.
+
+        Each replica reduces its share of a batch to per-channel sums (and a
+        sample count); `strategy.reduce(SUM)` adds them across replicas and
+        workers, so the totals are those of one device on the same samples.
+        """
+        key = ("distributed", id(strategy), float(power), mapping, bool(with_apoz))
+        if key not in self._steps:
+            reduction = self._reduction(power, mapping, with_apoz)
+            sizes = [int(t.shape[-1]) for t in self._aux.outputs] * (2 if with_apoz else 1)
+
+            def replica_step(x):
+                attention, zeros, count = reduction(x)
+                # One flat vector, so that one collective all-reduce carries
+                # it (the count in float: no integer collective kernels).
+                count = tf.cast(tf.reshape(count, [1]), tf.float32)
+                return tf.concat([*attention, *zeros, count], axis=0)
+
+            def step(x):
+                partial = strategy.run(replica_step, args=(x,))
+                total = strategy.reduce(tf.distribute.ReduceOp.SUM, partial, axis=None)
+                parts = tf.split(total, [*sizes, 1])
+                attention = parts[: len(self._aux.outputs)]
+                zeros = parts[len(self._aux.outputs) : len(sizes)]
+                return attention, zeros, tf.cast(parts[-1][0], tf.int64)
+
+            self._steps[key] = tf.function(step, autograph=False)
+        return self._steps[key]
+
+    def _reduction(self, power, mapping, with_apoz):
+        """`x -> (per-channel attention sums, per-channel zero fractions, samples)`."""
         aux = self._aux
         reduce = {"mean": tf.reduce_mean, "max": tf.reduce_max, "sum": tf.reduce_sum}[mapping]
 
@@ -174,8 +216,7 @@ class StatsCollector:
             count = tf.shape(outputs[0])[0]
             return attention, zeros, count
 
-        self._steps[key] = tf.function(step, autograph=False).get_concrete_function(element_spec)
-        return self._steps[key]
+        return step
 
     def collect(self, data, power=1, mapping="mean", apoz=False, batch_size=None, max_samples=None):
         """Runs the calibration data through the model and returns the statistics.
@@ -206,7 +247,13 @@ class StatsCollector:
         if self._aux is None:
             return ActivationStatistics({}, {} if apoz else None, 0, power, mapping)
         batches = as_batches(data, self.model, batch_size=batch_size, limit=max_samples)
-        step = self._step(power, mapping, apoz, batches.element_spec)
+        strategy = self.model.distribute_strategy
+        if strategy.num_replicas_in_sync > 1 or distribute.is_multi_worker(strategy):
+            with strategy.scope():
+                batches = strategy.experimental_distribute_dataset(batches)
+            step = self._distributed_step(strategy, power, mapping, apoz)
+        else:
+            step = self._step(power, mapping, apoz, batches.element_spec)
         sums = [np.zeros(int(t.shape[-1]), np.float64) for t in self._aux.outputs]
         zero_sums = [np.zeros_like(s) for s in sums] if apoz else None
         num_samples = 0

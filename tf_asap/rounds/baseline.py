@@ -12,9 +12,9 @@ import os
 
 import keras
 
-from tf_asap.core.masks import is_prunable_model, make_prunable
 from tf_asap.errors import ConfigurationError, RunDirectoryError
 from tf_asap.files import atomic_save_model, atomic_write_json
+from tf_asap.rounds.placement import builds_in_strategy_scope, prunable_in_scope, writing_directory
 from tf_asap.rounds.run_directory import (
     BASELINE_DIR,
     BASELINE_INFO_NAME,
@@ -93,6 +93,7 @@ class _SaveRewindState(keras.callbacks.Callback):
             self._save(self.rewind_epoch)
 
 
+@builds_in_strategy_scope
 def train_baseline(
     model,
     train_data,
@@ -105,6 +106,8 @@ def train_baseline(
     loss=None,
     callbacks=None,
     verbose=1,
+    *,
+    strategy=None,
 ):
     """Trains a model from scratch and keeps the weights of epoch `k` for rewinding.
 
@@ -140,6 +143,9 @@ def train_baseline(
         callbacks: More Keras callbacks for `fit`. Defaults to `None`.
         verbose: `0` silent, `1` progress bar, `2` one line per epoch.
             Defaults to `1`.
+        strategy: The `tf.distribute.Strategy` to train on; the model and
+            its optimizer are built under it, and only the chief worker
+            writes `run_dir`. Defaults to `None`: the strategy in scope.
 
     Returns:
         A `Baseline`.
@@ -163,8 +169,8 @@ def train_baseline(
     )
     epochs, rewind_epoch = check_epochs(epochs, rewind_epoch)
     verbose = check_verbose(verbose)
-    pm = model if is_prunable_model(model) else make_prunable(model)
-    directory = os.path.join(os.fspath(run_dir), BASELINE_DIR)
+    pm = prunable_in_scope(model, strategy)
+    directory = os.path.join(writing_directory(os.fspath(run_dir), strategy), BASELINE_DIR)
     paths = {
         "rewind": os.path.join(directory, REWIND_NAME),
         "model": os.path.join(directory, BASELINE_MODEL_NAME),

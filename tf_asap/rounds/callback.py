@@ -30,7 +30,9 @@ from tf_asap.core.masks import is_prunable_model, mask_digest
 from tf_asap.errors import ConfigurationError
 from tf_asap.pruning.policies import Policy
 from tf_asap.core.surgery import slim
+from tf_asap.distribute import check_built_in_scope
 from tf_asap.rounds.journal import RunJournal
+from tf_asap.rounds.placement import chosen_strategy, runs_in_strategy_scope
 from tf_asap.rounds.state import load_state, restore_state, save_state, snapshot_state
 from tf_asap.rounds.step import (
     DEFAULT_MAX_FRACTION,
@@ -129,6 +131,11 @@ class AdaptivePruning(keras.callbacks.Callback):
             Defaults to `0.5`.
         run_dir: A directory that makes the pruning durable and resumable
             (see above). Defaults to `None`: states in memory.
+        strategy: The `tf.distribute.Strategy` the model was built under;
+            every hook runs in its scope (slimmed models are built there),
+            and a model built outside it is refused when `fit` starts.
+            Defaults to `None`: the strategy in scope when the callback is
+            created, or, created outside any scope, the model's own.
 
     The policy decides on its `metric` (`"accuracy"` unless it says
     otherwise); the model must be compiled with it.
@@ -170,8 +177,10 @@ class AdaptivePruning(keras.callbacks.Callback):
         test_data=None,
         max_fraction=DEFAULT_MAX_FRACTION,
         run_dir=None,
+        strategy=None,
     ):
         super().__init__()
+        self.strategy = chosen_strategy(strategy)
         if not isinstance(policy, Policy):
             raise ConfigurationError(
                 "policy must be a tf_asap.pruning.policies policy (AccuracyGuaranteed, "
@@ -232,6 +241,7 @@ class AdaptivePruning(keras.callbacks.Callback):
         self._stopped_in_this_fit = False
 
     # ---------------------------------------------------------- Keras hooks
+    @runs_in_strategy_scope
     def on_train_begin(self, logs=None):
         model = self.model
         if self._finished or (self.policy.history and self._journal is None):
@@ -245,6 +255,7 @@ class AdaptivePruning(keras.callbacks.Callback):
             )
         if getattr(model, "optimizer", None) is None:
             raise ConfigurationError("Compile the model before fit().")
+        check_built_in_scope(model, self.strategy)
         self._validation = labelled_batches(self.validation_data, model, name="validation_data")
         if self.test_data is not None:
             self._test = labelled_batches(self.test_data, model, name="test_data")
@@ -257,6 +268,7 @@ class AdaptivePruning(keras.callbacks.Callback):
                 return
         self._start()
 
+    @runs_in_strategy_scope
     def on_epoch_end(self, epoch, logs=None):
         if self._finished or self._threshold is None:
             return
@@ -270,6 +282,7 @@ class AdaptivePruning(keras.callbacks.Callback):
             logs["pruning_params_left"] = self.records[-1]["params_left"]
         self._carry_out(decision)
 
+    @runs_in_strategy_scope
     def on_train_end(self, logs=None):
         if self._stopped_in_this_fit:
             # Restored again because a stop decided before the first epoch

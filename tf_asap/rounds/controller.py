@@ -37,10 +37,9 @@ import time
 import keras
 
 from tf_asap.checks import check_choice, check_int
-from tf_asap.core.masks import is_prunable_model, make_prunable, mask_digest
+from tf_asap.core.masks import mask_digest
 from tf_asap.core.surgery import slim
 from tf_asap.errors import ConfigurationError
-from tf_asap.files import atomic_write_json  # noqa: F401 - re-exported (old import path)
 from tf_asap.rounds.baseline import (
     Baseline, check_rewind_checkpoint, load_rewind_checkpoint, train_baseline,
 )
@@ -48,8 +47,10 @@ from tf_asap.rounds.final_tuning import fine_tune_best
 from tf_asap.rounds.journal import RunJournal
 from tf_asap.rounds.result import PruningResult
 from tf_asap.rounds.retraining import Retraining, check_retraining_settings, retraining_settings
+from tf_asap.rounds.calibration import pin_calibration
+from tf_asap.rounds.placement import builds_in_strategy_scope, prunable_in_scope, runs_in_strategy_scope
 from tf_asap.rounds.run_directory import RunDirectory, read_round_log  # noqa: F401 - re-exported
-from tf_asap.rounds.threshold_scan import DEFAULT_SCAN_SAMPLES, scan_applies, scan_thresholds
+from tf_asap.rounds.threshold_scan import DEFAULT_SCAN_SAMPLES, first_threshold
 from tf_asap.rounds.state import (  # noqa: F401 - save_state re-exported
     ModelState, load_state, restore_state, save_state, snapshot_state,
 )
@@ -63,11 +64,10 @@ from tf_asap.rounds.training import (
     fresh_optimizer, prepare_round_data, require_data,
 )
 
-__all__ = [
-    "Baseline", "ModelState", "PruningResult", "PruningStep", "RoundController",
-    "evaluate_round", "load_state", "measure_threshold_reference", "prune_filters",
-    "read_round_log", "restore_state", "round_record", "save_state", "snapshot_state",
-    "train_baseline",
+__all__ = [  # RoundController, and the names importable from here before the split
+    "Baseline", "ModelState", "PruningResult", "PruningStep", "RoundController", "evaluate_round",
+    "load_state", "measure_threshold_reference", "prune_filters", "read_round_log",
+    "restore_state", "round_record", "save_state", "snapshot_state", "train_baseline",
 ]
 
 logger = logging.getLogger("tf_asap")
@@ -123,8 +123,10 @@ class RoundController:
             optimizer is reset to a fresh state at step `k *
             steps_per_epoch` of its schedule).
         calibration_data: Data the criterion scores filters on (labels
-            ignored). Defaults to `None`: the first 2048 samples of
-            `train_data`.
+            ignored), chosen once and kept in `run_dir` (`calibration.npz`,
+            see `tf_asap.rounds.calibration`). Defaults to `None`: 2048
+            samples of `train_data` (a seeded choice among arrays, the
+            first of one pass of a dataset).
         criterion: An importance criterion name (`tf_asap.pruning.importance`) or
             object with `score(model, data)`. Defaults to `"attention"`, the
             paper's mean activation with `p = 1`.
@@ -172,6 +174,10 @@ class RoundController:
             every round, as Algorithm 1 is written. Defaults to `True`.
         verbose: `0` silent; `1` one line per round and a progress bar while
             retraining; `2` one line per round and per epoch. Defaults to `1`.
+        strategy: The `tf.distribute.Strategy` every model and optimizer of
+            the run is built under (`tf_asap.rounds.placement`); `model` must
+            have been built in its scope. Defaults to `None`: the strategy in
+            scope when the controller is created.
 
     The policy decides on its `metric` (`policy.metric`, `"accuracy"` unless
     the policy says otherwise, with `policy.mode`): the model is compiled with
@@ -200,6 +206,7 @@ class RoundController:
     0.74
     """
 
+    @builds_in_strategy_scope
     def __init__(
         self,
         model,
@@ -229,7 +236,9 @@ class RoundController:
         scan_samples=DEFAULT_SCAN_SAMPLES,
         skip_unpruned_rounds=True,
         verbose=1,
+        strategy=None,
     ):
+        self.strategy = strategy
         check_policy(policy)
         require_data(train_data, "train_data", "every round retrains on it")
         if run_dir is None:
@@ -260,14 +269,16 @@ class RoundController:
             load_rewind_checkpoint(rewind_checkpoint, epochs, rewind_epoch)
         )
         self.rewinding = "weights" if rewind_checkpoint is not None else "lr"
-        self.model = model if is_prunable_model(model) else make_prunable(model)
+        self.model = prunable_in_scope(model, strategy)
         data = prepare_round_data(
             self.model, train_data, validation_data=validation_data,
             validation_split=validation_split, seed=seed, test_data=test_data,
             calibration_data=calibration_data, batch_size=batch_size,
         )
         self.train, self.validation, self.test = data.train, data.validation, data.test
-        self.calibration, self.steps_per_epoch = data.calibration, data.steps_per_epoch
+        self.calibration, self.steps_per_epoch = None, data.steps_per_epoch  # pinned by run()
+        self._calibration_source = (data.calibration, self.model, data.calibration_samples, seed,
+                                    batch_size)
         if optimizer is not None:
             optimizer = fresh_optimizer(optimizer)
         elif rewind_metadata and rewind_metadata.get("optimizer"):
@@ -311,6 +322,7 @@ class RoundController:
         }
 
     # ------------------------------------------------------------- the run
+    @runs_in_strategy_scope
     def run(self) -> PruningResult:
         """Runs (or resumes) the rounds until the policy stops.
 
@@ -324,6 +336,7 @@ class RoundController:
         try:
             with self.run_dir.locked():
                 manifest = self.journal.open(self.policy)
+                self.calibration = pin_calibration(self.run_dir.calibration, *self._calibration_source)
                 decision = self._resume_or_start(manifest)
                 while decision.action != "stop":
                     decision = self._run_round(decision)
@@ -355,7 +368,11 @@ class RoundController:
             baseline = evaluate_metric(self.model, self.test, self.metric)
             self.journal.test_metrics = {"metric": self.metric, "baseline": baseline, "final": None}
             extra[f"test_{self.metric}"] = baseline
-        decision = self.policy.start(result, initial_threshold=self._first_threshold(manifest))
+        first = first_threshold(  # round 1's T from the sensitivity scan, or None
+            self.model, self.policy, self.journal, manifest, self._scores, self.validation,
+            objective=self.objective, max_fraction=self.max_fraction, samples=self.scan_samples,
+        )
+        decision = self.policy.start(result, initial_threshold=first)
         record = round_record(
             self.policy, result, decision, cost, epochs=0,
             wall_time_s=round(time.monotonic() - started, 3), rewinding=self.rewinding,
@@ -443,21 +460,6 @@ class RoundController:
             self.journal.write_manifest(self.policy)
         return scores
 
-    def _first_threshold(self, manifest):
-        """`T` of round 1 sized by the sensitivity scan (`threshold_scan`), or `None`."""
-        if not scan_applies(self.policy, self.scan_samples):
-            return None
-        scan = (manifest or {}).get("threshold_scan")
-        if scan is None:  # a scan already in the manifest is not redone
-            scan = scan_thresholds(
-                self.model, self.policy, self._scores(), self.journal.threshold_reference,
-                self.validation, objective=self.objective, max_fraction=self.max_fraction,
-                samples=self.scan_samples,
-            )
-            self.journal.threshold_scan = scan
-            self.journal.write_manifest(self.policy)
-        return scan["chosen"]
-
     def _prune(self, threshold):
         """Scores the filters and sets this round's masks (Algorithm 1, line 5)."""
         scores = self._scores()
@@ -492,7 +494,6 @@ class RoundController:
             test=test, final_tuning=tuning,
         )
 
-    # -------------------------------------------------------------- output
     def _say(self, text):
         logger.info(text)
         if self.verbose:

@@ -13,6 +13,15 @@
   manifest, which is the commit point; afterwards the checkpoints no rollback
   can reach any more are deleted;
 - `finish` saves the best round's masked and slimmed models and the report.
+
+Under a multi-worker strategy only the chief writes the run directory; every
+other worker journals into a scratch directory of its own
+(`tf_asap.rounds.placement.writing_directory`). When it opens, a worker
+first copies the chief's committed state (manifest, log, rewind state,
+checkpoints) into its scratch directory if the run directory is on a file
+system it can read (the chief waits for every worker before it writes), so
+that a run resumed after the chief restarted resumes from the same round on
+every worker.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from tf_asap.errors import RunDirectoryError
 from tf_asap.files import atomic_save_model
 from tf_asap.pruning.policies import policy_from_state
 from tf_asap.rounds import report
+from tf_asap.rounds.placement import wait_for_workers, writing_directory
 from tf_asap.rounds.run_directory import (
     MANIFEST_NAME,
     RUN_FORMAT,
@@ -111,7 +121,8 @@ class RunJournal:
     """
 
     def __init__(self, path, model, settings, verbose=True):
-        self.directory = RunDirectory(path)
+        self.shared = RunDirectory(path)
+        self.directory = RunDirectory(writing_directory(self.shared.path))
         self.path = self.directory.path
         self.model = model
         self.settings = settings
@@ -167,6 +178,9 @@ class RunJournal:
             RunDirectoryError: If the directory holds another model's run, or
                 one with other settings or another policy, or is damaged.
         """
+        if self.directory.path != self.shared.path:
+            self.directory.copy_committed_state(self.shared)
+        wait_for_workers()
         manifest = self.directory.read_manifest()
         if manifest is None:
             if os.path.exists(self.directory.log):

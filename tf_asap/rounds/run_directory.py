@@ -13,6 +13,8 @@ run_dir/
   rounds.jsonl        one JSON line per completed round
   rewind.npz          what every round rewinds to (optimizer state; weights
                       too with weight rewinding)
+  calibration.npz     the calibration samples the filters are scored on,
+                      chosen once per run (`tf_asap.rounds.calibration`)
   checkpoints/        round_0000.npz ...: weights and masks of round 0, of the
                       acceptable rounds a rollback can still reach, and of the
                       best round (older ones are deleted; see
@@ -24,6 +26,8 @@ run_dir/
   tensorboard/        per-round scalars
   baseline/           written by `train_baseline`: rewind.npz (epoch k),
                       model.keras (the trained baseline), baseline.json
+  .workers/           scratch directories of the non-chief workers of a
+                      multi-worker run (`tf_asap.distribute.worker_directory`)
 ```
 
 The `AdaptivePruning` callback, given a `run_dir`, writes the same manifest,
@@ -37,11 +41,13 @@ import hashlib
 import json
 import os
 import re
+import shutil
 
 import keras
 import tensorflow as tf
 
 from tf_asap.core.layers import MaskedLayer
+from tf_asap.distribute import WORKERS_DIR
 from tf_asap.errors import RunDirectoryError
 from tf_asap.files import atomic_write_json, atomic_write_text
 from tf_asap.rounds.state import mask_variable_ids
@@ -74,6 +80,7 @@ FINAL_DIR = "final"
 FINAL_MODEL_NAME = "model.keras"
 SLIM_MODEL_NAME = "slim.keras"
 TENSORBOARD_DIR = "tensorboard"
+CALIBRATION_NAME = "calibration.npz"
 REPORT_NAME = "report.md"
 PLOT_NAME = "rounds.png"
 LAYERS_PLOT_NAME = "layers.png"
@@ -272,6 +279,7 @@ class RunDirectory:
         self.rewind = os.path.join(self.path, REWIND_NAME)
         self.callback_rewind = os.path.join(self.path, CALLBACK_REWIND_NAME)
         self.tuned = os.path.join(self.path, TUNED_NAME)
+        self.calibration = os.path.join(self.path, CALIBRATION_NAME)
         self.checkpoints = os.path.join(self.path, CHECKPOINT_DIR)
         self.final_model = os.path.join(self.path, FINAL_DIR, FINAL_MODEL_NAME)
         self.slim_model = os.path.join(self.path, FINAL_DIR, SLIM_MODEL_NAME)
@@ -303,8 +311,28 @@ class RunDirectory:
                     os.remove(self.checkpoint(round_number))
 
     def size(self):
-        """Bytes the run directory holds."""
-        return directory_size(self.path)
+        """Bytes the run directory holds (other workers' scratch directories left out)."""
+        return directory_size(self.path) - directory_size(os.path.join(self.path, WORKERS_DIR))
+
+    def copy_committed_state(self, source):
+        """Replaces this directory's run state by `source`'s, if `source` has one.
+
+        A non-chief worker calls this on its scratch directory with the run
+        directory as `source`: the manifest, round log, rewind states,
+        calibration set and checkpoints are copied, so it resumes exactly
+        where the chief does. Nothing is copied when `source` has no manifest
+        (a new run, or a run directory this machine cannot see).
+        """
+        if not os.path.exists(source.manifest):
+            return
+        os.makedirs(self.path, exist_ok=True)
+        for name in (LOG_NAME, REWIND_NAME, CALLBACK_REWIND_NAME, CALIBRATION_NAME, MANIFEST_NAME):
+            if os.path.exists(os.path.join(source.path, name)):
+                shutil.copyfile(os.path.join(source.path, name), os.path.join(self.path, name))
+        shutil.rmtree(self.checkpoints, ignore_errors=True)
+        if os.path.isdir(source.checkpoints):
+            # Temporary files of an atomic write are not state.
+            shutil.copytree(source.checkpoints, self.checkpoints, ignore=shutil.ignore_patterns(".*"))
 
     @contextlib.contextmanager
     def locked(self):

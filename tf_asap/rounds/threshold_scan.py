@@ -107,3 +107,28 @@ def scan_thresholds(model, policy, scores, reference, validation, *, objective, 
         "samples": int(samples), "baseline": baseline, "limit": limit,
         "candidates": candidates, "chosen": chosen,
     }
+
+
+def first_threshold(model, policy, journal, manifest, scores, validation, *, objective, max_fraction, samples):
+    """`T` of round 1 from the scan, run once per run and kept in the manifest; `None` without a scan.
+
+    Args:
+        model: The round-0 model.
+        policy: The run's policy.
+        journal: The run's `RunJournal` (`threshold_scan` and the manifest are written).
+        manifest: The manifest read at start, or `None`: a scan already in it is not redone.
+        scores: `() -> {group name: scores}`; its first call fixes the threshold reference.
+        validation: The validation batches.
+        objective, max_fraction, samples: As `scan_thresholds`.
+    """
+    if not scan_applies(policy, samples):
+        return None
+    scan = (manifest or {}).get("threshold_scan")
+    if scan is None:
+        scan = scan_thresholds(
+            model, policy, scores(), journal.threshold_reference, validation,
+            objective=objective, max_fraction=max_fraction, samples=samples,
+        )
+        journal.threshold_scan = scan
+        journal.write_manifest(policy)
+    return scan["chosen"]

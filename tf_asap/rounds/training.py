@@ -202,7 +202,9 @@ class RoundData:
         train: Labelled training batches (reshuffled per epoch for arrays).
         validation: Labelled held-out batches every decision is made on.
         test: Labelled test batches, only reported; `None` without test data.
-        calibration: What the criterion scores filters on.
+        calibration: What the calibration set is chosen from
+            (`tf_asap.rounds.calibration.pin_calibration`).
+        calibration_samples: How many samples it keeps (`None`: all).
         steps_per_epoch: Batches in one pass over `train`.
         validation_source: `"given"` or how the split was made, for the run
             settings.
@@ -216,6 +218,7 @@ class RoundData:
     validation: tf.data.Dataset
     test: tf.data.Dataset | None
     calibration: object
+    calibration_samples: int | None
     steps_per_epoch: int
     validation_source: str
     train_arrays: tuple | None = None
@@ -238,7 +241,8 @@ def prepare_round_data(
         seed: Seed of the split. Defaults to `0`.
         test_data: Labelled data that is only reported. Defaults to `None`.
         calibration_data: Data the filters are scored on. Defaults to `None`:
-            the first 2048 samples of the (remaining) training data.
+            2048 samples of the (remaining) training data, chosen once per
+            run (`tf_asap.rounds.calibration`).
         batch_size: Batch size for arrays. Defaults to `None` (128).
 
     Returns:
@@ -260,10 +264,11 @@ def prepare_round_data(
     else:
         source = "given"
     train = training_batches(train_data, model, batch_size, "train_data", seed=seed)
+    calibration_samples = None
     if calibration_data is None:
-        calibration_data = as_batches(
-            train_data, model, batch_size=batch_size, limit=DEFAULT_CALIBRATION_SAMPLES
-        )
+        # Chosen once per run by tf_asap.rounds.calibration (seeded), never
+        # "the first N" of a pipeline that may shuffle or augment.
+        calibration_data, calibration_samples = train_data, DEFAULT_CALIBRATION_SAMPLES
     return RoundData(
         train=train,
         validation=labelled_batches(validation_data, model, batch_size, "validation_data"),
@@ -272,6 +277,7 @@ def prepare_round_data(
             else labelled_batches(test_data, model, batch_size, "test_data")
         ),
         calibration=calibration_data,
+        calibration_samples=calibration_samples,
         steps_per_epoch=steps_per_epoch(train, "train_data"),
         validation_source=source,
         train_arrays=tuple(train_data) if _is_arrays(train_data) else None,
