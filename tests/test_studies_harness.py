@@ -162,3 +162,14 @@ def test_the_smoke_run_writes_every_table_and_reuses_finished_cases(tmp_path):
     again = subprocess.run(command[:2] + ["adaptive"] + command[3:], capture_output=True,
                            text=True, cwd=ROOT, timeout=300)
     assert "acc1-attention seed 0: done, skipped" in again.stdout
+
+
+def test_study_tables_go_before_the_stale_history_of_results_md(tmp_path):
+    from paper_studies.tables import record_in_results
+
+    path = tmp_path / "RESULTS.md"
+    path.write_text("# Results\n\n## Current\n\nold table\n\n## History: stale\n\nold\n")
+    record_in_results(str(path), "### mapping, default budget\n\nnew table\n")
+    text = path.read_text()
+    assert text.index("old table") < text.index("new table") < text.index("## History: stale")
+    assert text.endswith("old\n")

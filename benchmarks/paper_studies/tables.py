@@ -127,6 +127,26 @@ def plot_unstructured(context, results):
     plt.close(figure)
 
 
+# The tables of the studies go at the end of the current section of
+# RESULTS.md, before the stale history; the other bench_*.py scripts append
+# to the file's last section.
+HISTORY_HEADING = "\n## History:"
+
+
+def record_in_results(path, section):
+    """Inserts `section` just before the history heading of `path` (or appends it)."""
+    text = ""
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    cut = text.find(HISTORY_HEADING)
+    cut = len(text) if cut < 0 else cut
+    text = text[:cut].rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n" + text[cut:]
+    with open(path + ".tmp", "w", encoding="utf-8") as file:
+        file.write(text)
+    os.replace(path + ".tmp", path)
+
+
 def write_outputs(context, study, header, rows, notes, command, elapsed, record, results_md):
     """Writes `<results>/<budget>/<study>.md`, prints the table, and (when `record`)
     appends it to `results_md` with the command, the machine and the date."""
@@ -151,9 +171,7 @@ def write_outputs(context, study, header, rows, notes, command, elapsed, record,
     with open(os.path.join(context.results, f"{study}.md"), "w", encoding="utf-8") as file:
         file.write(f"# Study: {study}\n\n{text}")
     if record:
-        with open(results_md, "a", encoding="utf-8") as file:
-            file.write(f"\n## Studies on converged baselines (issue 16): {study}, "
-                       f"{context.budget.name} budget, {today}\n\n{text}")
+        record_in_results(results_md, f"### {study}, {context.budget.name} budget, {today}\n\n{text}")
     print(markdown(header, rows))
     for note in notes:
         if note:
