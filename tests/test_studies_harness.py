@@ -173,3 +173,25 @@ def test_study_tables_go_before_the_stale_history_of_results_md(tmp_path):
     text = path.read_text()
     assert text.index("old table") < text.index("new table") < text.index("## History: stale")
     assert text.endswith("old\n")
+
+
+@needs_fashion_mnist
+def test_one_tiny_mapping_case_reports_validation_and_test_separately(tmp_path):
+    import dataclasses
+
+    from paper_studies.context import Context
+    from paper_studies.mapping import run_mapping_case
+
+    tiny = dataclasses.replace(
+        budgets.BUDGETS["quick"], baseline_images=256, baseline_epochs=1, validation_images=128,
+        test_images=128, finetune_images=256, calibration_samples=64)
+    context = Context(tiny, [0], str(tmp_path / "results"), str(tmp_path / "work"))
+    result = run_mapping_case(context, "small_cnn", "l1", 0)
+    assert abs(result["params_reduction"] - budgets.MAPPING_PARAMS_REDUCTION) <= 0.02
+    assert result["validation_drop"] == pytest.approx(
+        result["baseline_validation_accuracy"] - result["validation_accuracy"])
+    assert result["test_drop"] == pytest.approx(
+        result["baseline_test_accuracy"] - result["test_accuracy"])
+    assert result["wall_time_s"] > 0 and result["smoke_run"] is True
+    # A finished case is read back, not run again.
+    assert run_mapping_case(context, "small_cnn", "l1", 0)["finished"] == result["finished"]

@@ -56,8 +56,9 @@ def run_adaptive_case(context, model_name, method, seed):
         data.train, data.validation, run_dir=run_dir, seed=seed, test_data=data.test,
         calibration_data=data.calibration, criterion=criterion_of(criterion_name, seed),
         callbacks=callbacks, verbose=context.verbose,
-        **controller_settings(context.budget, baseline, data.steps_per_epoch),
-        **context.controller_options,
+        # `--controller-option` values win over the budget's settings.
+        **{**controller_settings(context.budget, baseline, data.steps_per_epoch),
+           **context.controller_options},
     )
     result = controller.run()
     best = result.best
