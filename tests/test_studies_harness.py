@@ -175,18 +175,25 @@ def test_study_tables_go_before_the_stale_history_of_results_md(tmp_path):
     assert text.endswith("old\n")
 
 
-@needs_fashion_mnist
-def test_one_tiny_mapping_case_reports_validation_and_test_separately(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_context(tmp_path_factory):
+    """A context on a tiny baseline (256 images, 1 epoch) trained once for these tests."""
     import dataclasses
 
     from paper_studies.context import Context
-    from paper_studies.mapping import run_mapping_case
 
+    root = tmp_path_factory.mktemp("tiny_studies")
     tiny = dataclasses.replace(
         budgets.BUDGETS["quick"], baseline_images=256, baseline_epochs=1, validation_images=128,
         test_images=128, finetune_images=256, calibration_samples=64)
-    context = Context(tiny, [0], str(tmp_path / "results"), str(tmp_path / "work"))
-    result = run_mapping_case(context, "small_cnn", "l1", 0)
+    return Context(tiny, [0], str(root / "results"), str(root / "work"))
+
+
+@needs_fashion_mnist
+def test_one_tiny_mapping_case_reports_validation_and_test_separately(tiny_context):
+    from paper_studies.mapping import run_mapping_case
+
+    result = run_mapping_case(tiny_context, "small_cnn", "l1", 0)
     assert abs(result["params_reduction"] - budgets.MAPPING_PARAMS_REDUCTION) <= 0.02
     assert result["validation_drop"] == pytest.approx(
         result["baseline_validation_accuracy"] - result["validation_accuracy"])
@@ -194,4 +201,30 @@ def test_one_tiny_mapping_case_reports_validation_and_test_separately(tmp_path):
         result["baseline_test_accuracy"] - result["test_accuracy"])
     assert result["wall_time_s"] > 0 and result["smoke_run"] is True
     # A finished case is read back, not run again.
-    assert run_mapping_case(context, "small_cnn", "l1", 0)["finished"] == result["finished"]
+    assert run_mapping_case(tiny_context, "small_cnn", "l1", 0)["finished"] == result["finished"]
+
+
+@needs_fashion_mnist
+def test_weight_rewinding_fine_tunes_from_the_epoch_k_weights_to_the_end(tiny_context):
+    import dataclasses
+
+    import numpy as np
+
+    from tf_asap.core.masks import apply_masks, get_masks
+    from tf_asap.rounds.controller import load_state
+    from paper_studies.pruning import fine_tune
+
+    budget = dataclasses.replace(tiny_context.budget, rewinding="weights")
+    baseline = tiny_context.baseline("small_cnn")
+    data = tiny_context.data("small_cnn", 0)
+    model = tiny_context.fresh_model("small_cnn", 0)
+    masks = get_masks(model)
+    name = sorted(masks)[0]
+    masks[name] = np.concatenate([np.zeros(1, masks[name].dtype), masks[name][1:]])
+    apply_masks(model, masks)
+    state, metadata = load_state(baseline.rewind_path)
+    assert metadata["epoch"] == baseline.rewind_epoch
+    fine_tune(model, budget, baseline, data)
+    # The schedule ran from epoch k to T, and the pruned channel stayed pruned.
+    assert int(model.optimizer.iterations) == baseline.epochs * data.steps_per_epoch
+    assert get_masks(model)[name][0] == 0

@@ -235,8 +235,9 @@ def study_unstructured(context, models, methods):
              "parameters in Conv2D/Dense kernels of a tf_keras copy of the same "
              "architecture and baseline weights, fine-tuned on the same training images for as "
              "many epochs as our run fine-tuned (ConstantSparsity, frequency 1, SGD at lr/10), "
-             "then strip_pruning. Wall s: ours is the whole adaptive run, tfmot its fine-tuning. Latency: LiteRT, 1 thread, "
-             "XNNPACK, interleaved runs; the CPU is shared, so timings are noisy."] + verdicts
+             "then strip_pruning. Wall s: ours is the whole adaptive run, tfmot its "
+             "fine-tuning. Latency: LiteRT, 1 thread, XNNPACK, interleaved runs; the CPU is "
+             "shared, so timings are noisy."] + verdicts
     tables.plot_unstructured(context, results)
     return header, rows, notes
 
