@@ -142,6 +142,7 @@ def run_fixed_rate_case(context, model_name, method, seed):
         "steps": len(trace),
         "trace": trace,
         "adaptive_params_reduction": reference["params_reduction"],
+        "adaptive_validation_drop": reference["validation_drop"],
         "adaptive_test_drop": reference["test_drop"],
         "adaptive_wall_time_s": reference["wall_time_s"],
     }
@@ -158,7 +159,8 @@ def study_fixed_rate(context, models, methods):
     for (model_name, method), group in tables.grouped(results).items():
         adaptive_rows.setdefault(model_name, [
             model_name, f"adaptive ({REFERENCE_METHOD})", tables.seeds_cell(group), "n/a",
-            tables.mean_cell(group, "adaptive_params_reduction"), "n/a",
+            tables.mean_cell(group, "adaptive_params_reduction"),
+            tables.mean_cell(group, "adaptive_validation_drop"),
             tables.mean_cell(group, "adaptive_test_drop"),
             tables.mean_cell(group, "adaptive_wall_time_s", percent=False, digits=0),
         ])

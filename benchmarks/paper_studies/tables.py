@@ -165,8 +165,9 @@ def write_outputs(context, study, header, rows, notes, command, elapsed, record,
         f"Machine: {machine()}; shared with other jobs while measured, so wall times "
         f"and latencies are noisy. Date: {today}. This invocation took {elapsed:.0f} s "
         "(cases done earlier are reused, not re-timed; each row's wall time is its own).  ",
-        f"Plot: `benchmarks/results/{context.budget.name}/{study}.png`.",
     ]
+    if os.path.exists(os.path.join(context.results, f"{study}.png")):
+        body.append(f"Plot: `benchmarks/results/{context.budget.name}/{study}.png`.")
     text = "\n".join(body) + "\n"
     with open(os.path.join(context.results, f"{study}.md"), "w", encoding="utf-8") as file:
         file.write(f"# Study: {study}\n\n{text}")
