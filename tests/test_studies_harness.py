@@ -158,7 +158,10 @@ def test_the_smoke_run_writes_every_table_and_reuses_finished_cases(tmp_path):
     results = tmp_path / "results" / "quick"
     for study in budgets.STUDIES:
         text = (results / f"{study}.md").read_text()
-        assert "SMOKE RUN" in text and "| resnet_small" in text.replace("`", "| ")
+        assert "SMOKE RUN" in text and "resnet_small" in text
+    trace_rows = [line for line in (results / "trace.md").read_text().splitlines()
+                  if line.startswith("| ") and "---" not in line][1:]
+    assert trace_rows[0].startswith("| 0 |")  # round 0, the baseline, then every round
     again = subprocess.run(command[:2] + ["adaptive"] + command[3:], capture_output=True,
                            text=True, cwd=ROOT, timeout=300)
     assert "acc1-attention seed 0: done, skipped" in again.stdout
