@@ -1,9 +1,8 @@
-"""The benchmark harness (`benchmarks/studies.py`) runs end to end on the quick budget.
+"""The study harness (`benchmarks/studies.py`, `benchmarks/paper_studies/`).
 
-It asserts nothing about the quality of the numbers (the quick budget trains
-on 1,024 images for 2 epochs); it checks that a study trains its baseline,
-runs its cases through the library, writes its table, plot and per-case
-results, and reuses finished cases when run again.
+Fast checks of what the studies decide on and how they read baselines; the
+full smoke run (`studies.py all --quick`) takes minutes and is marked slow.
+Nothing here asserts anything about the quality of pruning.
 """
 
 import json
@@ -11,103 +10,224 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STUDIES = os.path.join(ROOT, "benchmarks", "studies.py")
+BENCHMARKS = os.path.join(ROOT, "benchmarks")
+STUDIES = os.path.join(BENCHMARKS, "studies.py")
+sys.path.insert(0, BENCHMARKS)
 
-pytestmark = pytest.mark.skipif(
+import studies  # noqa: E402 - benchmarks/ is not a package
+from paper_studies import baselines, budgets  # noqa: E402
+
+needs_fashion_mnist = pytest.mark.skipif(
     not os.path.isdir("/usr/share/datasets/fashion-mnist"),
     reason="needs the Fashion-MNIST files of the Debian package dataset-fashion-mnist",
 )
 
 
-def run_study(tmp_path, *args):
-    command = [
-        sys.executable, STUDIES, *args, "--quick", "--models", "resnet_small", "--no-record",
-        "--results-dir", str(tmp_path / "results"), "--work-dir", str(tmp_path / "work"),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done.stdout
+def write_train_json(directory, **settings):
+    values = {"model": "vgg_small", "dataset": "fashion_mnist", "seed": 3,
+              "validation_split": 0.1, "batch_size": 128, "learning_rate": 0.05,
+              "epochs": 15, "rewind_epoch": 9, "test_accuracy": 0.92}
+    values.update(settings)
+    os.makedirs(os.path.join(directory, "baseline"), exist_ok=True)
+    with open(os.path.join(directory, "train.json"), "w", encoding="utf-8") as file:
+        json.dump({k: v for k, v in values.items() if v is not None}, file)
+    open(os.path.join(directory, "baseline", "model.keras"), "wb").close()
+    return directory
 
 
-def table_rows(path):
+def test_budgets_are_picked_by_flag_and_a_smoke_run_is_never_recorded():
+    assert studies.parse_arguments(["mapping"]).budget.name == "default"
+    assert studies.parse_arguments(["trace", "--resnet20"]).budget.models == ("resnet20",)
+    quick = studies.parse_arguments(["all", "--quick"])
+    assert quick.budget.is_smoke_run and quick.record is False
+    assert studies.parse_arguments(["adaptive"]).record is True
+    assert studies.parse_arguments(["adaptive", "--no-record"]).record is False
+    with pytest.raises(SystemExit):
+        studies.parse_arguments(["adaptive", "--quick", "--resnet20"])
+
+
+def test_controller_options_pass_through_as_keyword_arguments():
+    args = studies.parse_arguments([
+        "adaptive", "--controller-option", "final_epochs=2",
+        "--controller-option", "distillation=true", "--controller-option", "retrain=slim",
+    ])
+    assert dict(args.controller_option) == {
+        "final_epochs": 2, "distillation": True, "retrain": "slim"}
+    with pytest.raises(SystemExit):
+        studies.parse_arguments(["adaptive", "--controller-option", "no equals sign"])
+
+
+def test_accuracy_policies_report_no_target_met_but_targets_do():
+    from paper_studies.adaptive import target_met
+
+    best = {"params_reduction": 0.71, "flops_reduction": 0.4}
+    assert target_met("acc05", best) is None
+    assert target_met("acc1", best) is None
+    assert target_met("params70", best) is True
+    assert target_met("flops50", best) is False
+    assert budgets.max_accuracy_drop("acc05") == 0.005
+
+
+def test_a_baseline_trained_without_a_held_out_split_is_refused(tmp_path):
+    directory = write_train_json(str(tmp_path / "old"), validation_split=None)
+    with pytest.raises(baselines.BaselineError, match="no validation_split"):
+        baselines.read_baseline(directory)
+
+
+def test_a_baseline_reads_its_split_and_recipe_from_train_json(tmp_path):
+    info = baselines.read_baseline(write_train_json(str(tmp_path / "b")))
+    assert (info.model_name, info.seed, info.validation_split, info.epochs) == (
+        "vgg_small", 3, 0.1, 15)
+    assert info.model_path.endswith(os.path.join("baseline", "model.keras"))
+
+
+def test_the_shipped_baseline_is_found_by_directory_or_by_train_json(tmp_path):
+    write_train_json(str(tmp_path / "fashion_mnist_cnn"))
+    write_train_json(str(tmp_path / "resnet_small"), model="resnet_small")
+    assert baselines.shipped_baseline("vgg_small", "fashion_mnist", root=str(tmp_path)) == str(
+        tmp_path / "fashion_mnist_cnn")
+    assert baselines.shipped_baseline("resnet_small", "fashion_mnist", root=str(tmp_path)) == str(
+        tmp_path / "resnet_small")
+    with pytest.raises(baselines.BaselineError, match="tf-asap train"):
+        baselines.shipped_baseline("resnet20", "fashion_mnist", root=str(tmp_path))
+
+
+def test_a_result_file_of_an_older_harness_is_not_reused(tmp_path):
+    from paper_studies.context import Context
+
+    context = Context(budgets.BUDGETS["quick"], [0], str(tmp_path / "r"), str(tmp_path / "w"))
+    context.save_result("mapping", "vgg_small", "l1", 0, {"test_drop": 0.01})
+    assert context.load_result("mapping", "vgg_small", "l1", 0)["test_drop"] == 0.01
+    path = context.result_path("mapping", "vgg_small", "l1", 0)
     with open(path, encoding="utf-8") as file:
-        return [line for line in file if line.startswith("| ") and "---" not in line][1:]
+        old = json.load(file)
+    old.pop("harness")
+    with open(path, "w", encoding="utf-8") as file:
+        json.dump(old, file)
+    assert context.load_result("mapping", "vgg_small", "l1", 0) is None
+
+
+@needs_fashion_mnist
+def test_decisions_use_the_images_tf_asap_train_held_out():
+    from tf_asap import data
+    from paper_studies.context import split_training_images
+
+    (kept_x, kept_y), (held_x, held_y) = split_training_images("fashion_mnist", 0.1, 7)
+    held_out = data.load_dataset("fashion_mnist", "train", batch_size=60000, shuffle=False,
+                                 augment=False, normalize=False, validation_split=0.1,
+                                 subset="validation", seed=7)
+    x, y = next(iter(held_out))
+    assert len(held_y) == 6000 and len(kept_y) == 54000
+    np.testing.assert_array_equal(y.numpy(), held_y)
+    # normalize=False gives [0, 1] pixels in float32.
+    np.testing.assert_allclose(x.numpy(), held_x.astype(np.float32) / 255.0, atol=1e-6)
+
+
+def test_l1_per_group_ranks_within_each_group_with_mean_one():
+    import keras
+
+    from tf_asap import importance, make_prunable, zoo
+    from paper_studies.pruning import PerGroupNormalized
+
+    keras.utils.set_random_seed(0)
+    model = make_prunable(zoo.build_model("vgg_small"))
+    raw = importance.get_criterion("l1").score(model)
+    normalised = PerGroupNormalized("l1").score(model)
+    assert set(raw) == set(normalised)
+    for name, values in normalised.items():
+        assert values.mean() == pytest.approx(1.0)
+        assert list(np.argsort(values)) == list(np.argsort(raw[name]))
+    # Raw norms differ in scale between groups; normalised ones do not.
+    means = [raw[name].mean() for name in raw]
+    assert max(means) / min(means) > 1.5
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("TF_ASAP_SLOW") != "1",
+                    reason="slow (minutes): set TF_ASAP_SLOW=1")
+@needs_fashion_mnist
+def test_the_smoke_run_writes_every_table_and_reuses_finished_cases(tmp_path):
+    command = [sys.executable, STUDIES, "all", "--quick", "--results-dir",
+               str(tmp_path / "results"), "--work-dir", str(tmp_path / "work")]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = tmp_path / "results" / "quick"
+    for study in budgets.STUDIES:
+        text = (results / f"{study}.md").read_text()
+        assert "SMOKE RUN" in text and "resnet_small" in text
+    trace_rows = [line for line in (results / "trace.md").read_text().splitlines()
+                  if line.startswith("| ") and "---" not in line][1:]
+    assert trace_rows[0].startswith("| 0 |")  # round 0, the baseline, then every round
+    again = subprocess.run(command[:2] + ["adaptive"] + command[3:], capture_output=True,
+                           text=True, cwd=ROOT, timeout=300)
+    assert "acc1-attention seed 0: done, skipped" in again.stdout
+
+
+def test_study_tables_go_before_the_stale_history_of_results_md(tmp_path):
+    from paper_studies.tables import record_in_results
+
+    path = tmp_path / "RESULTS.md"
+    path.write_text("# Results\n\n## Current\n\nold table\n\n## History: stale\n\nold\n")
+    record_in_results(str(path), "### mapping, default budget\n\nnew table\n")
+    text = path.read_text()
+    assert text.index("old table") < text.index("new table") < text.index("## History: stale")
+    assert text.endswith("old\n")
 
 
 @pytest.fixture(scope="module")
-def quick_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("studies")
-    run_study(root, "adaptive", "--methods", "acc0-attention")
-    run_study(root, "trace", "--methods", "acc0-attention")
-    run_study(root, "mapping", "--methods", "l1", "sum-p1")
-    return root
-
-
-def test_adaptive_study_writes_its_table_plot_and_case_result(quick_root):
-    results = quick_root / "results" / "quick"
-    rows = table_rows(results / "adaptive.md")
-    assert len(rows) == 1
-    assert rows[0].startswith("| resnet_small | acc0-attention | 0 |")
-    assert (results / "adaptive.png").stat().st_size > 0
-    with open(results / "runs" / "adaptive" / "resnet_small__acc0-attention__s0.json") as file:
-        case = json.load(file)
-    assert case["policy_met"] is True  # acc0 keeps the best acceptable round: never a drop
-    assert case["accuracy_drop"] <= 1e-9
-    assert 0.0 <= case["params_reduction"] < 1.0
-    assert os.path.isdir(os.path.join(ROOT, "benchmarks", case["run_dir"]))
-
-
-def test_trace_study_tabulates_every_round_of_the_reference_run(quick_root):
-    results = quick_root / "results" / "quick"
-    rows = table_rows(results / "trace.md")
-    with open(results / "runs" / "adaptive" / "resnet_small__acc0-attention__s0.json") as file:
-        case = json.load(file)
-    assert len(rows) == case["rounds"] + 1  # round 0 (the baseline) and every pruning round
-    assert rows[0].startswith("| 0 |")
-    assert (results / "trace.png").stat().st_size > 0
-
-
-def test_mapping_study_prunes_every_criterion_to_the_same_params_reduction(quick_root):
-    rows = table_rows(quick_root / "results" / "quick" / "mapping.md")
-    assert [row.split(" | ")[1] for row in rows] == ["sum-p1", "l1"]
-    reductions = [float(row.split(" | ")[3].rstrip("%")) for row in rows]
-    assert all(abs(r - 50.0) < 3.0 for r in reductions), reductions
-
-
-def test_a_finished_case_is_reused_not_rerun(quick_root):
-    output = run_study(quick_root, "adaptive", "--methods", "acc0-attention")
-    assert "acc0-attention seed 0: done, skipped" in output
-
-
-def test_paper_budget_wiring_runs_on_mock_cifar10(tmp_path, monkeypatch):
-    """`--paper` (CIFAR-10, ResNet-56) end to end on tensorflow-datasets mock data.
-
-    The schedule is shrunk to 2 epochs and one round; what is checked is that
-    the paper budget's data set, splits and zoo model go through the harness.
-    """
+def tiny_context(tmp_path_factory):
+    """A context on a tiny baseline (256 images, 1 epoch) trained once for these tests."""
     import dataclasses
-    import importlib.util
 
-    tfds = pytest.importorskip("tensorflow_datasets")
-    monkeypatch.delenv("TF_ASAP_DATA_DIR", raising=False)
-    spec = importlib.util.spec_from_file_location("studies_under_test", STUDIES)
-    studies = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, studies)  # dataclasses look it up
-    spec.loader.exec_module(studies)
-    paper = studies.BUDGETS["paper"]
-    monkeypatch.setitem(studies.BUDGETS, "paper", dataclasses.replace(
-        paper, epochs=2, rewind_epoch=1, batch_size=16, calibration_samples=16, max_rounds=1,
-    ))
-    with tfds.testing.mock_data(num_examples=32):
-        studies.main([
-            "adaptive", "--paper", "--models", "resnet56", "--methods", "acc1-attention",
-            "--no-record", "--results-dir", str(tmp_path / "results"),
-            "--work-dir", str(tmp_path / "work"),
-        ])
-    rows = table_rows(tmp_path / "results" / "paper" / "adaptive.md")
-    assert len(rows) == 1 and rows[0].startswith("| resnet56 | acc1-attention | 0 |")
-    with open(tmp_path / "results" / "paper" / "adaptive.md", encoding="utf-8") as file:
-        assert "CIFAR-10" in file.read()
+    from paper_studies.context import Context
+
+    root = tmp_path_factory.mktemp("tiny_studies")
+    tiny = dataclasses.replace(
+        budgets.BUDGETS["quick"], baseline_images=256, baseline_epochs=1, validation_images=128,
+        test_images=128, finetune_images=256, calibration_samples=64)
+    return Context(tiny, [0], str(root / "results"), str(root / "work"))
+
+
+@needs_fashion_mnist
+def test_one_tiny_mapping_case_reports_validation_and_test_separately(tiny_context):
+    from paper_studies.mapping import run_mapping_case
+
+    result = run_mapping_case(tiny_context, "small_cnn", "l1", 0)
+    assert abs(result["params_reduction"] - budgets.MAPPING_PARAMS_REDUCTION) <= 0.02
+    assert result["validation_drop"] == pytest.approx(
+        result["baseline_validation_accuracy"] - result["validation_accuracy"])
+    assert result["test_drop"] == pytest.approx(
+        result["baseline_test_accuracy"] - result["test_accuracy"])
+    assert result["wall_time_s"] > 0 and result["smoke_run"] is True
+    # A finished case is read back, not run again.
+    assert run_mapping_case(tiny_context, "small_cnn", "l1", 0)["finished"] == result["finished"]
+
+
+@needs_fashion_mnist
+def test_weight_rewinding_fine_tunes_from_the_epoch_k_weights_to_the_end(tiny_context):
+    import dataclasses
+
+    import numpy as np
+
+    from tf_asap.core.masks import apply_masks, get_masks
+    from tf_asap.rounds.controller import load_state
+    from paper_studies.pruning import fine_tune
+
+    budget = dataclasses.replace(tiny_context.budget, rewinding="weights")
+    baseline = tiny_context.baseline("small_cnn")
+    data = tiny_context.data("small_cnn", 0)
+    model = tiny_context.fresh_model("small_cnn", 0)
+    masks = get_masks(model)
+    name = sorted(masks)[0]
+    masks[name] = np.concatenate([np.zeros(1, masks[name].dtype), masks[name][1:]])
+    apply_masks(model, masks)
+    state, metadata = load_state(baseline.rewind_path)
+    assert metadata["epoch"] == baseline.rewind_epoch
+    fine_tune(model, budget, baseline, data)
+    # The schedule ran from epoch k to T, and the pruned channel stayed pruned.
+    assert int(model.optimizer.iterations) == baseline.epochs * data.steps_per_epoch
+    assert get_masks(model)[name][0] == 0
