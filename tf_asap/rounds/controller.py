@@ -158,7 +158,7 @@ class RoundController:
             `True`.
         final_epochs: Fine-tune the chosen round (chosen on validation data)
             this many epochs after the policy stops: slim, distilled if set,
-            a fresh optimizer on a cosine from the rewind learning rate to 0
+            a fresh optimizer on a cosine from the initial learning rate to 0
             (`tf_asap.rounds.final_tuning`). Defaults to `0` (off).
         scan_samples: For `AccuracyGuaranteed(schedule="bisect")`, size round
             1's `T` by a scan of untrained candidate masks on this many

@@ -56,7 +56,7 @@ def fine_tune_best(model, retraining, journal, epochs, policy, validation, test=
     save_state(tuned, snapshot_state(model, optimizer=False), {"stage": "final_tuning"})
     journal.final_tuning = {
         "epochs": epochs,
-        "learning_rate": retraining.rewind_learning_rate(),
+        "learning_rate": retraining.fine_tuning_learning_rate(),
         "wall_time_s": round(time.monotonic() - started, 3),
         **{f"{key}_before": value for key, value in before.items()},
         **{f"{key}_after": value for key, value in after.items()},
