@@ -409,4 +409,8 @@ def test_demo_takes_the_engine_flags():
     )
     assert (args.retrain, args.final_epochs, args.schedule) == ("masked", 2, "bisect")
     defaults = tf_asap.cli.build_parser().parse_args(["demo"])
-    assert all(getattr(defaults, key) is None for key in tf_asap.cli.demo.ENGINE_FLAGS)
+    # The main job's own engine: the bisecting search and 6 epochs of final
+    # fine-tuning; every other engine flag is left to the library's default.
+    assert (defaults.schedule, defaults.final_epochs) == ("bisect", 6)
+    others = set(tf_asap.cli.demo.ENGINE_FLAGS) - {"schedule", "final_epochs"}
+    assert all(getattr(defaults, key) is None for key in others)
