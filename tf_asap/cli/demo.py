@@ -45,8 +45,9 @@ def add_parser(commands):
     parser.add_argument("--baseline", default=directories.DEFAULT_DEMO_BASELINE,
                         help="directory written by `tf-asap train`")
     parser.add_argument("--run-dir", default=os.path.join("runs", "main_job"), help="run directory")
-    parser.add_argument("--max-accuracy-drop", type=fraction, default=0.01,
-                        help="largest accuracy drop on the validation split (fraction or percent)")
+    parser.add_argument("--max-accuracy-drop", type=fraction, default=0.02,
+                        help="largest accuracy drop on the validation split after a round's "
+                        "one epoch of retraining, before the final fine-tuning (fraction or percent)")
     parser.add_argument("--validation-split", type=validation_fraction, default=0.1,
                         help="fraction of the training images held out for decisions")
     parser.add_argument("--rewind", choices=("weights", "lr"), default="lr", help="rewinding")
