@@ -14,22 +14,13 @@ from tf_asap.pruning.policies import AccuracyGuaranteed, ParamsTarget
 from tf_asap.rounds import retraining as retraining_module
 from tf_asap.rounds.controller import RoundController, load_state
 from tf_asap.rounds.retraining import Retraining
+from tests.helpers import quadrant_cnn as tiny_model
 from tests.helpers import quadrant_data
 
 BATCH = 64
 TRAIN = quadrant_data(256, 0)
 VALIDATION = quadrant_data(128, 1)
 TEST = quadrant_data(96, 2)
-
-
-def tiny_model():
-    inputs = keras.Input((8, 8, 1))
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inputs)
-    x = keras.layers.MaxPooling2D(2, name="pool")(x)
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv2")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    outputs = keras.layers.Dense(4, activation="softmax", name="classifier")(x)
-    return keras.Model(inputs, outputs, name="tiny")
 
 
 @pytest.fixture(scope="module")

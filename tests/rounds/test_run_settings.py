@@ -16,21 +16,12 @@ from tf_asap.rounds import step as step_module
 from tf_asap.rounds.controller import RoundController
 from tf_asap.rounds.state import load_state
 from tf_asap.rounds.step import evaluate_round
+from tests.helpers import quadrant_cnn as tiny_model
 from tests.helpers import quadrant_data
 
 BATCH = 64
 TRAIN = quadrant_data(256, 0)
 TEST = quadrant_data(96, 2)
-
-
-def tiny_model():
-    inputs = keras.Input((8, 8, 1))
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inputs)
-    x = keras.layers.MaxPooling2D(2, name="pool")(x)
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv2")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    outputs = keras.layers.Dense(4, activation="softmax", name="classifier")(x)
-    return keras.Model(inputs, outputs, name="tiny")
 
 
 def controller(tmp_path, policy, **kwargs):

@@ -45,6 +45,7 @@ from tf_asap.errors import ConfigurationError
 from tf_asap.recipe import outputs_logits
 from tf_asap.rounds.slicing import SlicingPlan, VariableSlice, slicing_plan  # noqa: F401
 from tf_asap.rounds.state import ModelState, optimizer_variable_name, snapshot_state
+from tf_asap.rounds.training import fresh_optimizer
 
 
 # ---------------------------------------------------------------------------
@@ -79,7 +80,7 @@ def _fresh_optimizer(optimizer):
     serialized optimizer (dict) or a name such as `"sgd"`.
     """
     if isinstance(optimizer, keras.optimizers.Optimizer):
-        return keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
+        return fresh_optimizer(optimizer)
     if isinstance(optimizer, (dict, str)):
         try:
             return keras.optimizers.get(optimizer)
