@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets tf_asap up on a fresh Debian/Ubuntu machine and runs the main job on
-# the embedded default data set (Fashion-MNIST): 3-7 minutes on 2 CPU cores.
+# the embedded default data set (Fashion-MNIST): about 8 minutes on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ ! -d /usr/share/datasets/fashion-mnist && -z "${TF_ASAP_DATA_DIR:-}" ]] && command -v apt-get >/dev/null; then

@@ -285,6 +285,35 @@ def test_report_prints_the_round_table_and_writes_the_plot(pruned):
 
 
 @needs_fashion_mnist
+def test_demo_prunes_exports_and_prints_the_summary_on_a_tiny_budget(trained):
+    baseline, _ = trained
+    run_dir = baseline.parent / "demo"
+    result = run_cli(
+        "demo", "--baseline", baseline, "--run-dir", run_dir, "--limit", "256",
+        "--max-rounds", "1", "--final-epochs", "1", "--calibration-samples", "128",
+        "--latency-runs", "5", "--verbose", "0", timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Summary: fashion_mnist test set (10,000 images, never used by a decision)" in result.stdout
+    assert re.search(r"after 1 epoch\(s\) of final fine-tuning", result.stdout)
+    for row in ("test accuracy (LiteRT, int8)", "params", "int8 .tflite size",
+                "batch-1 latency, int8 LiteRT"):
+        assert row in result.stdout
+    summary = json.loads((run_dir / "export" / "summary.json").read_text())
+    assert summary["pruned"]["params"] <= summary["baseline"]["params"]
+    assert summary["validation_accuracy"]["fine_tuned"] is not None
+    micro = summary["micro"]
+    assert micro["arena_size"] > 0 and micro["evaluated_samples"] == 1000
+    # The bundle's int8 model agrees with LiteRT's on the same kind of images.
+    assert abs(micro["accuracy"] - summary["pruned"]["int8_accuracy"]) < 0.05
+    assert sorted(os.listdir(micro["directory"])) == [
+        "baseline.tflite", "baseline_manifest.json", "baseline_model_data.cc",
+        "baseline_model_data.h", "baseline_op_resolver.h",
+    ]
+    assert user_lines(result.stderr) == []
+
+
+@needs_fashion_mnist
 def test_export_writes_saved_model_and_int8_tflite_with_accuracy(pruned):
     run_dir, _ = pruned
     out = run_dir.parent / "export"
@@ -409,8 +438,23 @@ def test_demo_takes_the_engine_flags():
     )
     assert (args.retrain, args.final_epochs, args.schedule) == ("masked", 2, "bisect")
     defaults = tf_asap.cli.build_parser().parse_args(["demo"])
-    # The main job's own engine: the bisecting search and 6 epochs of final
+    # The main job's own engine: the bisecting search and 12 epochs of final
     # fine-tuning; every other engine flag is left to the library's default.
-    assert (defaults.schedule, defaults.final_epochs) == ("bisect", 6)
+    assert (defaults.schedule, defaults.final_epochs) == ("bisect", 12)
     others = set(tf_asap.cli.demo.ENGINE_FLAGS) - {"schedule", "final_epochs"}
     assert all(getattr(defaults, key) is None for key in others)
+
+
+def _help_of(command, capsys):
+    with pytest.raises(SystemExit):
+        tf_asap.cli.build_parser().parse_args([command, "--help"])
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_help_shows_the_defaults_each_command_runs_with(capsys):
+    demo_help = _help_of("demo", capsys)
+    prune_help = _help_of("prune", capsys)
+    assert "then bisect) (default: bisect)" in demo_help
+    assert "after the rounds (default: 12)" in demo_help
+    assert "then bisect) (default: paper)" in prune_help
+    assert "after the rounds (default: 0)" in prune_help

@@ -106,11 +106,21 @@ def add_parser(commands):
     parser.set_defaults(handler=run)
 
 
-def add_search_flags(group):
-    """The threshold-search flags shared by `prune` and `demo` (defaults: the library's)."""
+# The library's defaults of the engine flags, as the help shows them; `demo`
+# passes its own for the ones it changes.
+ENGINE_DEFAULTS = {"schedule": "paper", "final_epochs": 0}
+
+
+def add_search_flags(group, defaults=ENGINE_DEFAULTS):
+    """The threshold-search flags shared by `prune` and `demo`.
+
+    The flags default to None (the run's manifest or the library decides);
+    `defaults` only names, in the help, what None becomes.
+    """
     group.add_argument("--schedule", choices=("paper", "bisect"), default=None,
                        help="threshold search: paper (Algorithm 2, λ halves after a failure) or "
-                       "bisect (λ doubles until a failure, then bisect) (default: paper)")
+                       "bisect (λ doubles until a failure, then bisect) "
+                       f"(default: {defaults['schedule']})")
     group.add_argument("--max-fraction", type=max_fraction, default=None,
                        help="largest share of a group's live channels one round removes, or "
                        "none for the paper's rule (default: 0.5)")
@@ -122,8 +132,8 @@ def add_search_flags(group):
                        help="retrain every round fully, even when it cannot reach the bound")
 
 
-def add_retraining_flags(group):
-    """The retraining flags shared by `prune` and `demo` (defaults: the library's)."""
+def add_retraining_flags(group, defaults=ENGINE_DEFAULTS):
+    """The retraining flags shared by `prune` and `demo` (see `add_search_flags`)."""
     group.add_argument("--retrain", choices=("slim", "masked"), default=None,
                        help="train the physically slimmed model (faster, same result) or the "
                        "masked one (default: slim)")
@@ -135,7 +145,8 @@ def add_retraining_flags(group):
     group.add_argument("--distill-temperature", type=positive_float, default=None,
                        help="with --distill: softmax temperature of the soft targets (default: 4)")
     group.add_argument("--final-epochs", type=non_negative_int, default=None,
-                       help="epochs to fine-tune the chosen model after the rounds (default: 0)")
+                       help="epochs to fine-tune the chosen model after the rounds "
+                       f"(default: {defaults['final_epochs']})")
 
 
 def run_pruning(settings, run_dir, verbose, distribute_name="none"):
