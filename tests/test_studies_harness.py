@@ -72,6 +72,22 @@ def test_accuracy_policies_report_no_target_met_but_targets_do():
     assert budgets.max_accuracy_drop("acc05") == 0.005
 
 
+@pytest.mark.parametrize("attention, l1, verdict", [
+    ((0.30, 0.005), (0.15, 0.005), "drop: MET)"),
+    ((0.30, 0.006), (0.15, 0.002), "drop: NOT MET: the gap comes with a larger test drop)"),
+    ((0.20, 0.002), (0.15, 0.005), "drop: NOT MET)"),
+])
+def test_attention_beats_l1_only_with_a_params_gap_at_the_same_test_drop(attention, l1, verdict):
+    from paper_studies.adaptive import attention_vs_l1
+
+    results = [
+        {"model": "vgg_small", "method": f"acc05-{criterion}", "params_reduction": params,
+         "test_drop": drop}
+        for criterion, (params, drop) in (("attention", attention), ("l1", l1))
+    ]
+    assert attention_vs_l1(results).endswith(verdict)
+
+
 def test_a_baseline_trained_without_a_held_out_split_is_refused(tmp_path):
     directory = write_train_json(str(tmp_path / "old"), validation_split=None)
     with pytest.raises(baselines.BaselineError, match="no validation_split"):

@@ -136,9 +136,15 @@ def study_adaptive(context, models, methods):
     return header, rows, notes
 
 
+# How much larger attention's test drop may be for its params gap over L1 to
+# count as "at the same drop" (0.1 points).
+SAME_DROP_TOLERANCE = 0.001
+
+
 def attention_vs_l1(results):
     """The issue's goal: under the same accuracy policy attention removes >= 10 points
-    more params than L1, at the test drop each reached (stated next to it)."""
+    more params than L1 at the same test drop. A gap bought with a larger test drop
+    (beyond `SAME_DROP_TOLERANCE`) does not meet it, and the line says so."""
     lines = []
     for model_name in sorted({r["model"] for r in results}):
         for policy_name in ("acc05", "acc1"):
@@ -149,10 +155,16 @@ def attention_vs_l1(results):
             mean = {c: {k: sum(r[k] for r in rs) / len(rs)
                         for k in ("params_reduction", "test_drop")} for c, rs in mine.items()}
             gap = 100 * (mean["attention"]["params_reduction"] - mean["l1"]["params_reduction"])
+            same_drop = (mean["attention"]["test_drop"]
+                         <= mean["l1"]["test_drop"] + SAME_DROP_TOLERANCE)
+            if gap >= 10 and not same_drop:
+                verdict = "NOT MET: the gap comes with a larger test drop"
+            else:
+                verdict = "MET" if gap >= 10 else "NOT MET"
             lines.append(
                 f"{model_name} {policy_name}: attention removes {gap:+.1f} points of params vs "
                 f"L1 (test drop {100 * mean['attention']['test_drop']:.2f} vs "
-                f"{100 * mean['l1']['test_drop']:.2f} points; goal >= +10: "
-                f"{'MET' if gap >= 10 else 'NOT MET'})"
+                f"{100 * mean['l1']['test_drop']:.2f} points; goal >= +10 at the same test "
+                f"drop: {verdict})"
             )
     return "; ".join(lines)
