@@ -54,7 +54,6 @@ about 4 minutes and its numbers are not results.
 
 import argparse
 import datetime
-import json
 import math
 import os
 import platform
@@ -79,8 +78,11 @@ from tf_asap.pruning.policies import AccuracyGuaranteed  # noqa: E402
 from tf_asap.pruning.thresholds import ratio_masks  # noqa: E402
 from tf_asap.rounds.controller import RoundController  # noqa: E402
 from tf_asap.rounds.training import split_validation  # noqa: E402
+from paper_studies.baselines import read_baseline  # noqa: E402 - benchmarks/ is on sys.path
 
-BASELINE = os.path.join("saved_models", "fashion_mnist_cnn", "baseline", "model.keras")
+# The shipped baseline, as its train.json describes it (its held-out split included).
+SHIPPED = read_baseline(os.path.join("saved_models", "fashion_mnist_cnn"))
+BASELINE = SHIPPED.model_path
 LOSS = "sparse_categorical_crossentropy"
 
 
@@ -118,9 +120,7 @@ def load_data(args):
     x_test, y_test = load_arrays("fashion_mnist", "test", limit=args.test_images, download=False)
     # The baseline's own held-out split (its train.json seed), whatever --seed
     # says: another split would hold images the baseline trained on.
-    with open(os.path.join(os.path.dirname(os.path.dirname(BASELINE)), "train.json")) as file:
-        split_seed = json.load(file)["seed"]
-    train, validation = split_validation((x, y), args.validation_split, seed=split_seed)
+    train, validation = split_validation((x, y), args.validation_split, seed=SHIPPED.seed)
     return train, validation, (x_test, y_test)
 
 
