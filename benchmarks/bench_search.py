@@ -80,9 +80,8 @@ from tf_asap.rounds.controller import RoundController  # noqa: E402
 from tf_asap.rounds.training import split_validation  # noqa: E402
 from paper_studies.baselines import read_baseline  # noqa: E402 - benchmarks/ is on sys.path
 
-# The shipped baseline, as its train.json describes it (its held-out split included).
-SHIPPED = read_baseline(os.path.join("saved_models", "fashion_mnist_cnn"))
-BASELINE = SHIPPED.model_path
+# The shipped vgg_small baseline; `--baseline` names another `tf-asap train` directory.
+DEFAULT_BASELINE = os.path.join("saved_models", "fashion_mnist_cnn")
 LOSS = "sparse_categorical_crossentropy"
 
 
@@ -101,12 +100,19 @@ def parse_args(argv=None):
     parser.add_argument("--learning-rate", type=float, default=0.05)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--no-distill", action="store_true")
-    parser.add_argument("--fractions", type=float, nargs="+", default=[0.3, 0.4, 0.5, 0.6])
+    parser.add_argument("--baseline", default=DEFAULT_BASELINE,
+                        help="a baseline directory written by `tf-asap train` (its train.json "
+                        "names the held-out split)")
+    parser.add_argument("--minimize", choices=("params", "flops"), default="params",
+                        help="what the layer-aware thresholds weigh layers by")
+    parser.add_argument("--fractions", type=float, nargs="*", default=[0.3, 0.4, 0.5, 0.6],
+                        help="one-shot fractions per group (none: the adaptive run only)")
     parser.add_argument("--work-dir", default=os.path.join("benchmarks", "work", "search"))
     parser.add_argument("--results", default=os.path.join("benchmarks", "results", "search.json"))
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes that check the harness, not a result")
     args = parser.parse_args(argv)
+    args.shipped = read_baseline(args.baseline)
     if args.quick:
         args.train_images, args.test_images, args.max_rounds = 3000, 1000, 2
         args.epochs, args.epochs_per_round, args.final_epochs = 2, 1, 1
@@ -120,7 +126,7 @@ def load_data(args):
     x_test, y_test = load_arrays("fashion_mnist", "test", limit=args.test_images, download=False)
     # The baseline's own held-out split (its train.json seed), whatever --seed
     # says: another split would hold images the baseline trained on.
-    train, validation = split_validation((x, y), args.validation_split, seed=SHIPPED.seed)
+    train, validation = split_validation((x, y), args.validation_split, seed=args.shipped.seed)
     return train, validation, (x_test, y_test)
 
 
@@ -137,9 +143,9 @@ def run_adaptive(args, train, validation, test):
     optimizer = recipe.paper_optimizer(args.epochs, steps, learning_rate=args.learning_rate)
     started = time.perf_counter()
     controller = RoundController(
-        keras.saving.load_model(BASELINE),
+        keras.saving.load_model(args.shipped.model_path),
         AccuracyGuaranteed(max_accuracy_drop=args.max_accuracy_drop, schedule="bisect",
-                           max_rounds=args.max_rounds),
+                           max_rounds=args.max_rounds, minimize=args.minimize),
         train, validation, run_dir=run_dir, epochs=args.epochs,
         rewind_epoch=args.epochs - args.epochs_per_round, batch_size=args.batch_size,
         optimizer=optimizer, test_data=test, retrain="slim",
@@ -151,7 +157,9 @@ def run_adaptive(args, train, validation, test):
     best = result.best
     return {
         "method": "adaptive bisect+scan+slim" + ("" if args.no_distill else "+distil")
+        + ("" if args.minimize == "params" else f"+{args.minimize}")
         + f"+{args.final_epochs} final", "params_reduction": best["params_reduction"],
+        "flops_reduction": best["flops_reduction"],
         "test_accuracy": result.test["final"], "wall_s": seconds,
         "rounds": len(result.rounds) - 1, "best_round": result.best_round,
         "epochs": sum(r.get("epochs", 0) for r in result.rounds) + args.final_epochs,
@@ -186,11 +194,11 @@ class CosineWithinBudget(keras.callbacks.Callback):
 def run_one_shot(args, fraction, budget_s, train, test, calibration):
     keras.utils.set_random_seed(args.seed)
     started = time.perf_counter()
-    model = keras.saving.load_model(BASELINE)
+    model = keras.saving.load_model(args.shipped.model_path)
     model = model if is_prunable_model(model) else make_prunable(model)
     scores = ActivationAttention().score(model, calibration)
     apply_masks(model, ratio_masks(model, scores, fraction, scope="group"))
-    reduction = count_cost(model).params_reduction
+    cost = count_cost(model)
     student = slim(model)
     student.compile(optimizer=keras.optimizers.SGD(args.learning_rate, momentum=0.9), loss=LOSS,
                     metrics=["accuracy"])
@@ -199,7 +207,8 @@ def run_one_shot(args, fraction, budget_s, train, test, calibration):
                           verbose=0)
     seconds = time.perf_counter() - started
     return {
-        "method": f"one-shot {fraction:.0%} per group + fine-tune", "params_reduction": reduction,
+        "method": f"one-shot {fraction:.0%} per group + fine-tune", "params_reduction": cost.params_reduction,
+        "flops_reduction": cost.flops_reduction,
         "test_accuracy": test_accuracy(student, test), "wall_s": seconds,
         "epochs": len(history.history["loss"]),
     }
@@ -209,16 +218,16 @@ def main(argv=None):
     args = parse_args(argv)
     os.makedirs(args.work_dir, exist_ok=True)
     train, validation, test = load_data(args)
-    baseline = test_accuracy(keras.saving.load_model(BASELINE), test)
+    baseline = test_accuracy(keras.saving.load_model(args.shipped.model_path), test)
     rows = [run_adaptive(args, train, validation, test)]
     budget = rows[0]["wall_s"]
     for fraction in args.fractions:
         rows.append(run_one_shot(args, fraction, budget, train, test, train[0][:1024]))
     print(f"\nbaseline test accuracy {baseline:.4f}; budget {budget:.0f} s (the adaptive run's)")
-    print(f"{'method':<48} {'params -':>8} {'test acc':>8} {'drop pts':>8} {'epochs':>6} {'wall s':>7}")
+    print(f"{'method':<48} {'params -':>8} {'FLOPs -':>8} {'test acc':>8} {'drop pts':>8} {'epochs':>6} {'wall s':>7}")
     for row in rows:
         row["drop_points"] = 100 * (baseline - row["test_accuracy"])
-        print(f"{row['method']:<48} {row['params_reduction']:>8.1%} {row['test_accuracy']:>8.4f} "
+        print(f"{row['method']:<48} {row['params_reduction']:>8.1%} {row['flops_reduction']:>8.1%} {row['test_accuracy']:>8.4f} "
               f"{row['drop_points']:>8.2f} {row['epochs']:>6} {row['wall_s']:>7.0f}")
     atomic_write_json(args.results, {
         "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]),
