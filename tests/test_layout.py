@@ -20,6 +20,7 @@ STAGES = {
     "errors": 0,
     "files": 0,
     "checks": 0,
+    "defaults": 0,
     "inputs": 0,
     "recipe": 0,
     "core": 1,

@@ -7,6 +7,7 @@ argument parsing is also tested in-process where no TensorFlow work is done.
 import argparse
 import json
 import os
+import inspect
 import re
 
 import keras
@@ -458,3 +459,42 @@ def test_help_shows_the_defaults_each_command_runs_with(capsys):
     assert "after the rounds (default: 12)" in demo_help
     assert "then bisect) (default: paper)" in prune_help
     assert "after the rounds (default: 0)" in prune_help
+
+
+def _signature_default(function, name):
+    return inspect.signature(function).parameters[name].default
+
+
+def test_prune_help_states_the_library_defaults(capsys):
+    # What the help says a flag left out becomes, read from the library
+    # objects the run builds (not from the help's own source of values).
+    from tf_asap.pruning.policies import AccuracyGuaranteed, ParamsTarget
+    from tf_asap.rounds.controller import RoundController
+    from tf_asap.rounds.distillation import Distillation
+
+    accuracy, target, distillation = AccuracyGuaranteed(), ParamsTarget(), Distillation()
+    controller = RoundController.__init__
+    actions = {
+        action.option_strings[0]: " ".join(action.help.split())
+        for action in tf_asap.cli.build_parser()._subparsers._group_actions[0].choices["prune"]._actions
+        if action.option_strings and action.help
+    }
+    expected = {
+        "--max-fraction": _signature_default(controller, "max_fraction"),
+        "--scan-samples": _signature_default(controller, "scan_samples"),
+        "--retrain": _signature_default(controller, "retrain"),
+        "--final-epochs": _signature_default(controller, "final_epochs"),
+        "--schedule": _signature_default(AccuracyGuaranteed, "schedule"),
+        "--max-rounds": accuracy.max_rounds,
+        "--patience": _signature_default(AccuracyGuaranteed, "patience"),
+        "--metric": accuracy.metric,
+        "--mode": _signature_default(AccuracyGuaranteed, "mode"),
+        "--distill-alpha": distillation.alpha,
+        "--distill-temperature": f"{distillation.temperature:g}",
+        "--tolerance": f"{target.tolerance * 100:g}%%",
+        "--step-growth": f"{_signature_default(AccuracyGuaranteed, 'step_growth'):g}",
+    }
+    for flag, value in expected.items():
+        assert f"(default: {value}" in actions[flag], (flag, actions[flag])
+    assert target.max_rounds == accuracy.max_rounds
+    capsys.readouterr()

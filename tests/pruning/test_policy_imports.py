@@ -5,7 +5,7 @@ import pathlib
 
 import tf_asap.pruning.policies as policies
 
-ALLOWED = ("tf_asap.checks", "tf_asap.errors", "tf_asap.pruning.policies")
+ALLOWED = ("tf_asap.checks", "tf_asap.defaults", "tf_asap.errors", "tf_asap.pruning.policies")
 STANDARD = {"__future__", "dataclasses", "math", "typing"}
 
 
@@ -14,6 +14,8 @@ def imported_modules(path):
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module == "tf_asap":
+            yield from (f"tf_asap.{alias.name}" for alias in node.names)  # from tf_asap import x
         elif isinstance(node, ast.ImportFrom):
             yield node.module
 

@@ -12,6 +12,7 @@ import argparse
 import textwrap
 
 from tf_asap.checks import check_int, check_number
+from tf_asap import defaults
 from tf_asap.distribute import STRATEGY_NAMES
 from tf_asap.errors import ConfigurationError
 
@@ -19,7 +20,7 @@ PROG = "tf-asap"
 
 CRITERIA = ("attention", "l1", "l2", "apoz", "random")
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
-DEFAULT_VALIDATION_SPLIT = 0.1
+DEFAULT_VALIDATION_SPLIT = defaults.VALIDATION_SPLIT
 
 
 class UsageError(Exception):

@@ -2,6 +2,7 @@
 
 import os
 
+from tf_asap import defaults
 from tf_asap.cli import datasets, directories, prune_settings
 from tf_asap.cli.flags import (
     CRITERIA,
@@ -59,26 +60,28 @@ def add_parser(commands):
                         help="with --max-accuracy-drop: what to minimize (default: params)")
     target.add_argument("--metric", default=None,
                         help="the validation metric the policy reads, as compiled in the model "
-                        "(e.g. auc, mae) (default: accuracy)")
+                        f"(e.g. auc, mae) (default: {defaults.METRIC})")
     target.add_argument("--mode", choices=("max", "min"), default=None,
                         help="with --metric: whether larger (max) or smaller (min) is better "
-                        "(default: max)")
+                        f"(default: {defaults.MODE})")
     target.add_argument("--tolerance", type=fraction, default=None,
-                        help="with a reduction target: how far beyond it still meets it (default: 3%%)")
+                        help="with a reduction target: how far beyond it still meets it "
+                        f"(default: {defaults.TARGET_TOLERANCE * 100:g}%%)")
     search = parser.add_argument_group("search")
     search.add_argument("--criterion", choices=CRITERIA, default=None,
                         help="filter importance (default: attention, the paper's)")
     search.add_argument("--max-rounds", type=positive_int, default=None,
-                        help="last pruning round (default: 50)")
+                        help=f"last pruning round (default: {defaults.MAX_ROUNDS})")
     search.add_argument("--step", type=positive_float, default=None,
                         help="initial threshold step λ in relative units (default: the policy's)")
     search.add_argument("--step-growth", type=at_least_one, default=None,
                         help="multiply λ by this after every passing round that pruned, up "
-                        "to --step (default: 1, the paper's: a halved λ stays halved)")
+                        f"to --step (default: {defaults.STEP_GROWTH:g}, the paper's: a halved λ stays halved)")
     search.add_argument("--patience", type=positive_int, default=None,
-                        help="rounds of unchanged size that end the run (default: 3)")
+                        help=f"rounds of unchanged size that end the run (default: {defaults.PATIENCE})")
     search.add_argument("--calibration-samples", type=positive_int, default=None,
-                        help="training images the filters are scored on (default: 2048)")
+                        help="training images the filters are scored on "
+                        f"(default: {defaults.CALIBRATION_SAMPLES})")
     add_search_flags(search)
     training = parser.add_argument_group("retraining")
     training.add_argument("--rewind", choices=("weights", "lr"), default=None,
@@ -106,47 +109,50 @@ def add_parser(commands):
     parser.set_defaults(handler=run)
 
 
-# The library's defaults of the engine flags, as the help shows them; `demo`
-# passes its own for the ones it changes.
-ENGINE_DEFAULTS = {"schedule": "paper", "final_epochs": 0}
+# The engine flags whose default a command may change, as the help shows
+# them; `demo` passes its own.
+ENGINE_DEFAULTS = {"schedule": defaults.SCHEDULE, "final_epochs": defaults.FINAL_EPOCHS}
 
 
-def add_search_flags(group, defaults=ENGINE_DEFAULTS):
+def add_search_flags(group, shown=ENGINE_DEFAULTS):
     """The threshold-search flags shared by `prune` and `demo`.
 
     The flags default to None (the run's manifest or the library decides);
-    `defaults` only names, in the help, what None becomes.
+    `shown` names, in the help, what None becomes for the flags a command
+    changes (`demo` passes its own); the others show `tf_asap.defaults`.
     """
     group.add_argument("--schedule", choices=("paper", "bisect"), default=None,
                        help="threshold search: paper (Algorithm 2, λ halves after a failure) or "
                        "bisect (λ doubles until a failure, then bisect) "
-                       f"(default: {defaults['schedule']})")
+                       f"(default: {shown['schedule']})")
     group.add_argument("--max-fraction", type=max_fraction, default=None,
                        help="largest share of a group's live channels one round removes, or "
-                       "none for the paper's rule (default: 0.5)")
+                       f"none for the paper's rule (default: {defaults.MAX_FRACTION})")
     group.add_argument("--scan-samples", type=non_negative_int, default=None,
                        help="with --schedule bisect and --max-accuracy-drop: validation images of "
-                       "the scan that sizes round 1's threshold; 0 turns it off (default: 512)")
+                       "the scan that sizes round 1's threshold; 0 turns it off "
+                       f"(default: {defaults.SCAN_SAMPLES})")
     group.add_argument("--no-early-rejection", dest="early_rejection", action="store_const",
                        const=False, default=None,
                        help="retrain every round fully, even when it cannot reach the bound")
 
 
-def add_retraining_flags(group, defaults=ENGINE_DEFAULTS):
+def add_retraining_flags(group, shown=ENGINE_DEFAULTS):
     """The retraining flags shared by `prune` and `demo` (see `add_search_flags`)."""
     group.add_argument("--retrain", choices=("slim", "masked"), default=None,
                        help="train the physically slimmed model (faster, same result) or the "
-                       "masked one (default: slim)")
+                       f"masked one (default: {defaults.RETRAIN})")
     group.add_argument("--distill", action="store_const", const=True, default=None,
                        help="distil from the unpruned model while retraining")
     group.add_argument("--distill-alpha", type=fraction, default=None,
                        help="with --distill: weight of the task loss; 1 - alpha weighs the "
-                       "teacher's soft targets (default: 0.5)")
+                       f"teacher's soft targets (default: {defaults.DISTILL_ALPHA})")
     group.add_argument("--distill-temperature", type=positive_float, default=None,
-                       help="with --distill: softmax temperature of the soft targets (default: 4)")
+                       help="with --distill: softmax temperature of the soft targets "
+                       f"(default: {defaults.DISTILL_TEMPERATURE:g})")
     group.add_argument("--final-epochs", type=non_negative_int, default=None,
                        help="epochs to fine-tune the chosen model after the rounds "
-                       f"(default: {defaults['final_epochs']})")
+                       f"(default: {shown['final_epochs']})")
 
 
 def run_pruning(settings, run_dir, verbose, distribute_name="none"):
@@ -165,7 +171,7 @@ def run_pruning(settings, run_dir, verbose, distribute_name="none"):
     keras.utils.set_random_seed(settings["seed"])
     with strategy.scope():
         model = directories.load_model(settings["model_path"])
-    settings["calibration_samples"] = settings["calibration_samples"] or 2048
+    settings["calibration_samples"] = settings["calibration_samples"] or defaults.CALIBRATION_SAMPLES
     data = datasets.load_for_model(model, settings["dataset"], settings)
     steps = int(data.train.cardinality())
     optimizer = None

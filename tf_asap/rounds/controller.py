@@ -36,6 +36,7 @@ import time
 
 import keras
 
+from tf_asap import defaults
 from tf_asap.checks import check_choice, check_int
 from tf_asap.core.masks import mask_digest
 from tf_asap.core.surgery import slim
@@ -50,18 +51,17 @@ from tf_asap.rounds.retraining import Retraining, check_retraining_settings, ret
 from tf_asap.rounds.calibration import pin_calibration
 from tf_asap.rounds.placement import builds_in_strategy_scope, prunable_in_scope, runs_in_strategy_scope
 from tf_asap.rounds.run_directory import RunDirectory, read_round_log  # noqa: F401 - re-exported
-from tf_asap.rounds.threshold_scan import DEFAULT_SCAN_SAMPLES, first_threshold
+from tf_asap.rounds.threshold_scan import first_threshold
 from tf_asap.rounds.state import (  # noqa: F401 - save_state re-exported
     ModelState, load_state, restore_state, save_state, snapshot_state,
 )
 from tf_asap.rounds.step import (  # noqa: F401 - PruningStep, round_record re-exported
-    DEFAULT_MAX_FRACTION, PruningStep, check_max_fraction, check_policy, criterion_name,
-    evaluate_metric, evaluate_round, measure_threshold_reference, policy_metric,
-    prune_filters, repeated_round, resolve_criterion, round_record,
+    PruningStep, check_max_fraction, check_policy, criterion_name, evaluate_metric, evaluate_round,
+    measure_threshold_reference, policy_metric, prune_filters, repeated_round, resolve_criterion,
+    round_record,
 )
 from tf_asap.rounds.training import (
-    DEFAULT_VALIDATION_SPLIT, check_verbose, compile_model, default_optimizer,
-    fresh_optimizer, prepare_round_data, require_data,
+    check_verbose, compile_model, default_optimizer, fresh_optimizer, prepare_round_data, require_data,
 )
 
 __all__ = [  # RoundController, and the names importable from here before the split
@@ -216,7 +216,7 @@ class RoundController:
         run_dir=None,
         epochs=None,
         *,
-        validation_split=DEFAULT_VALIDATION_SPLIT,
+        validation_split=defaults.VALIDATION_SPLIT,
         seed=0,
         test_data=None,
         rewind_epoch=None,
@@ -224,16 +224,16 @@ class RoundController:
         calibration_data=None,
         criterion="attention",
         objective=None,
-        max_fraction=DEFAULT_MAX_FRACTION,
+        max_fraction=defaults.MAX_FRACTION,
         batch_size=None,
         optimizer=None,
         loss=None,
         callbacks=None,
-        retrain="slim",
+        retrain=defaults.RETRAIN,
         distillation=None,
         early_rejection=True,
-        final_epochs=0,
-        scan_samples=DEFAULT_SCAN_SAMPLES,
+        final_epochs=defaults.FINAL_EPOCHS,
+        scan_samples=defaults.SCAN_SAMPLES,
         skip_unpruned_rounds=True,
         verbose=1,
         strategy=None,

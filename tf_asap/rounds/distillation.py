@@ -42,6 +42,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_asap import defaults
 from tf_asap.checks import check_fraction, check_int, check_number
 from tf_asap.errors import ConfigurationError
 
@@ -69,8 +70,8 @@ class Distillation:
             pruning run starts from. Defaults to `None`.
     """
 
-    alpha: float = 0.5
-    temperature: float = 4.0
+    alpha: float = defaults.DISTILL_ALPHA
+    temperature: float = defaults.DISTILL_TEMPERATURE
     teacher: object = None
 
 

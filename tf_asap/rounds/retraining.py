@@ -37,6 +37,7 @@ import os
 import keras
 import numpy as np
 
+from tf_asap import defaults
 from tf_asap.checks import check_bool, check_choice, check_int
 from tf_asap.core.surgery import slim
 from tf_asap.rounds.distillation import Distiller, TeacherOutputs, distillation_config
@@ -150,7 +151,7 @@ class Retraining:
     """
 
     def __init__(self, model, run_dir, data, *, epochs, rewind_epoch, rewinding, metric,
-                 retrain="slim", distillation=None, early_rejection=True, callbacks=(), verbose=0):
+                 retrain=defaults.RETRAIN, distillation=None, early_rejection=True, callbacks=(), verbose=0):
         self.model, self.run_dir, self.data = model, run_dir, data
         self.epochs, self.rewind_epoch, self.rewinding = epochs, rewind_epoch, rewinding
         self.metric, self.retrain = metric, retrain

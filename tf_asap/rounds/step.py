@@ -14,6 +14,7 @@ import datetime
 
 import numpy as np
 
+from tf_asap import defaults
 from tf_asap.checks import check_fraction
 from tf_asap.core.counting import count_cost
 from tf_asap.core.masks import apply_masks, get_masks, mask_digest
@@ -40,8 +41,7 @@ __all__ = [
 ]
 
 
-DEFAULT_MAX_FRACTION = 0.5
-"""Per-round cap on a group's removals (the default of `threshold_masks`)."""
+DEFAULT_MAX_FRACTION = defaults.MAX_FRACTION
 
 
 def resolve_criterion(criterion):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tf_asap import defaults
 from tf_asap.core.counting import count_cost
 from tf_asap.core.masks import apply_masks, get_masks
 from tf_asap.inputs import DEFAULT_BATCH_SIZE
@@ -29,8 +30,7 @@ from tf_asap.rounds.step import evaluate_metric
 
 __all__ = ["DEFAULT_SCAN_SAMPLES", "SCAN_DROP_FACTOR", "scan_applies", "scan_thresholds"]
 
-DEFAULT_SCAN_SAMPLES = 512
-"""Validation samples the scan evaluates each candidate on."""
+DEFAULT_SCAN_SAMPLES = defaults.SCAN_SAMPLES
 
 SCAN_DROP_FACTOR = 3.0
 """The untrained drop a starting threshold may cost, in multiples of the bound."""

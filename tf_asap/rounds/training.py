@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_asap import defaults
 from tf_asap.checks import check_fraction, check_int
 from tf_asap.errors import ConfigurationError, DataError
 from tf_asap.inputs import DEFAULT_BATCH_SIZE, as_batches
@@ -47,11 +48,8 @@ __all__ = [
 DEFAULT_REWIND_FRACTION = 0.6
 """Rewind epoch as a fraction of training (appendix A.1: "roughly 60%")."""
 
-DEFAULT_CALIBRATION_SAMPLES = 2048
-"""Training samples scored per round when no calibration data is given."""
-
-DEFAULT_VALIDATION_SPLIT = 0.1
-"""Share of the training data held out for decisions when no validation data is given."""
+DEFAULT_CALIBRATION_SAMPLES = defaults.CALIBRATION_SAMPLES
+DEFAULT_VALIDATION_SPLIT = defaults.VALIDATION_SPLIT
 
 
 def check_epochs(epochs, rewind_epoch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from tf_asap import defaults
 from tf_asap.checks import check_choice, check_number
 from tf_asap.errors import ConfigurationError
 from tf_asap.pruning.policies.base import Policy
@@ -86,8 +87,8 @@ class AccuracyGuaranteed(Policy):
     """
 
     def __init__(self, max_accuracy_drop=None, minimize="params", step=0.1, initial_threshold=0.0,
-                 patience=3, min_relative_change=0.001, max_rollbacks=3, max_rounds=50, step_growth=1.0,
-                 metric="accuracy", mode="max", schedule="paper", threshold_tolerance=0.01,
+                 patience=defaults.PATIENCE, min_relative_change=0.001, max_rollbacks=3, max_rounds=defaults.MAX_ROUNDS, step_growth=defaults.STEP_GROWTH,
+                 metric=defaults.METRIC, mode=defaults.MODE, schedule=defaults.SCHEDULE, threshold_tolerance=0.01,
                  max_metric_drop=None):
         if max_accuracy_drop is not None and max_metric_drop is not None:
             raise ConfigurationError(

@@ -15,6 +15,7 @@ import dataclasses
 import math
 from typing import Any, ClassVar
 
+from tf_asap import defaults
 from tf_asap.checks import check_choice, check_fraction, check_int, check_number
 from tf_asap.errors import ConfigurationError
 from tf_asap.pruning.policies.bisection import BisectSearch
@@ -99,8 +100,8 @@ class Policy:
             register_kind(cls)
 
     def __init__(self, *, step, initial_threshold, patience, min_relative_change, max_rollbacks,
-                 max_rounds, step_growth=1.0, metric="accuracy", mode="max", schedule="paper",
-                 threshold_tolerance=0.01):
+                 max_rounds, step_growth=defaults.STEP_GROWTH, metric=defaults.METRIC,
+                 mode=defaults.MODE, schedule=defaults.SCHEDULE, threshold_tolerance=0.01):
         self.initial_step = check_number("step", step, 0.0, low_open=True)
         self.initial_threshold = check_number("initial_threshold", initial_threshold, 0.0)
         self.patience = check_int("patience", patience, minimum=1)
