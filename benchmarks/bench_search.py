@@ -1,11 +1,12 @@
 """The adaptive search against one-shot pruning at equal wall time (issue 15, "measure and record").
 
-On the shipped baseline `saved_models/fashion_mnist_cnn` (vgg_small,
+On the shipped baseline `saved_models/fashion_mnist_cnn` (vgg_small; `--baseline` names another,
 Fashion-MNIST), decisions on a seeded `--validation-split` of the training
 images, test accuracy on `--test-images` test images (reported only):
 
 1. **adaptive**: `RoundController` with `AccuracyGuaranteed(max_accuracy_drop,
-   schedule="bisect")`, the first threshold sized by the sensitivity scan,
+   schedule="bisect")` (`--schedule paper`: Algorithm 2's, no scan), the
+   first threshold sized by the sensitivity scan,
    slim retraining, distillation from the unpruned model, early rejection
    and `--final-epochs` of fine-tuning of the chosen round; learning-rate
    rewinding over the last `--epochs-per-round` epochs of an `--epochs`
@@ -16,7 +17,13 @@ images, test accuracy on `--test-images` test images (reported only):
    (momentum 0.9) on a per-epoch cosine learning rate from
    `--learning-rate`, for as many whole epochs as fit in `W` (the first
    epoch's time sets the count). The best fraction at the adaptive run's
-   test drop is the honest comparison.
+   test drop is the honest comparison. `--criteria l1 random` adds the same
+   rows ranked by each filter's L1 norm (within its group) or at random.
+3. **one-shot to the adaptive run's masks** (`--transfer-masks`): the
+   baseline cut once to exactly the filters the adaptive run kept, then
+   fine-tuned like 2. Same architecture, same wall time: what is left of
+   the adaptive run's advantage is what its rounds of gradual pruning and
+   recovery bought, not which filters they chose.
 
 Results print as a table and go, with the command line, to `--results`.
 
@@ -69,11 +76,11 @@ import keras  # noqa: E402
 import tf_asap  # noqa: E402, F401 - registers the masked layer and the recipe with Keras
 from tf_asap import recipe  # noqa: E402
 from tf_asap.core.counting import count_cost  # noqa: E402
-from tf_asap.core.masks import apply_masks, is_prunable_model, make_prunable  # noqa: E402
+from tf_asap.core.masks import apply_masks, get_masks, is_prunable_model, make_prunable  # noqa: E402
 from tf_asap.core.surgery import slim  # noqa: E402
 from tf_asap.data import load_arrays  # noqa: E402
 from tf_asap.files import atomic_write_json  # noqa: E402
-from tf_asap.pruning.importance import ActivationAttention  # noqa: E402
+from tf_asap.pruning.importance import get_criterion  # noqa: E402
 from tf_asap.pruning.policies import AccuracyGuaranteed  # noqa: E402
 from tf_asap.pruning.thresholds import ratio_masks  # noqa: E402
 from tf_asap.rounds.controller import RoundController  # noqa: E402
@@ -103,10 +110,18 @@ def parse_args(argv=None):
     parser.add_argument("--baseline", default=DEFAULT_BASELINE,
                         help="a baseline directory written by `tf-asap train` (its train.json "
                         "names the held-out split)")
+    parser.add_argument("--schedule", choices=("bisect", "paper"), default="bisect",
+                        help="the adaptive run's threshold search (paper: Algorithm 2, no scan)")
     parser.add_argument("--minimize", choices=("params", "flops"), default="params",
                         help="what the layer-aware thresholds weigh layers by")
     parser.add_argument("--fractions", type=float, nargs="*", default=[0.3, 0.4, 0.5, 0.6],
                         help="one-shot fractions per group (none: the adaptive run only)")
+    parser.add_argument("--criteria", nargs="+", choices=("attention", "l1", "random"),
+                        default=["attention"],
+                        help="the criteria one-shot pruning ranks filters by, each at every fraction")
+    parser.add_argument("--transfer-masks", action="store_true",
+                        help="also cut the baseline once to the adaptive run's final masks and "
+                        "fine-tune it for the same wall time (isolates the rounds' recovery)")
     parser.add_argument("--work-dir", default=os.path.join("benchmarks", "work", "search"))
     parser.add_argument("--results", default=os.path.join("benchmarks", "results", "search.json"))
     parser.add_argument("--quick", action="store_true",
@@ -144,7 +159,7 @@ def run_adaptive(args, train, validation, test):
     started = time.perf_counter()
     controller = RoundController(
         keras.saving.load_model(args.shipped.model_path),
-        AccuracyGuaranteed(max_accuracy_drop=args.max_accuracy_drop, schedule="bisect",
+        AccuracyGuaranteed(max_accuracy_drop=args.max_accuracy_drop, schedule=args.schedule,
                            max_rounds=args.max_rounds, minimize=args.minimize),
         train, validation, run_dir=run_dir, epochs=args.epochs,
         rewind_epoch=args.epochs - args.epochs_per_round, batch_size=args.batch_size,
@@ -155,8 +170,9 @@ def run_adaptive(args, train, validation, test):
     result = controller.run()
     seconds = time.perf_counter() - started
     best = result.best
-    return {
-        "method": "adaptive bisect+scan+slim" + ("" if args.no_distill else "+distil")
+    return result, {
+        "method": f"adaptive {'bisect+scan' if args.schedule == 'bisect' else 'paper'}+slim"
+        + ("" if args.no_distill else "+distil")
         + ("" if args.minimize == "params" else f"+{args.minimize}")
         + f"+{args.final_epochs} final", "params_reduction": best["params_reduction"],
         "flops_reduction": best["flops_reduction"],
@@ -191,13 +207,24 @@ class CosineWithinBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def run_one_shot(args, fraction, budget_s, train, test, calibration):
+def one_shot_masks(criterion, fraction, calibration, seed):
+    """How one-shot pruning chooses its masks: `fraction` of every group's filters, lowest first."""
+
+    def choose(model):
+        scores = get_criterion(criterion, **({"seed": seed} if criterion == "random" else {})).score(
+            model, calibration)
+        return ratio_masks(model, scores, fraction, scope="group")
+
+    return choose
+
+
+def run_one_shot(args, method, choose_masks, budget_s, train, test):
+    """Cuts the baseline once to `choose_masks(model)`, slims it, fine-tunes it within `budget_s`."""
     keras.utils.set_random_seed(args.seed)
     started = time.perf_counter()
     model = keras.saving.load_model(args.shipped.model_path)
     model = model if is_prunable_model(model) else make_prunable(model)
-    scores = ActivationAttention().score(model, calibration)
-    apply_masks(model, ratio_masks(model, scores, fraction, scope="group"))
+    apply_masks(model, choose_masks(model))
     cost = count_cost(model)
     student = slim(model)
     student.compile(optimizer=keras.optimizers.SGD(args.learning_rate, momentum=0.9), loss=LOSS,
@@ -207,7 +234,7 @@ def run_one_shot(args, fraction, budget_s, train, test, calibration):
                           verbose=0)
     seconds = time.perf_counter() - started
     return {
-        "method": f"one-shot {fraction:.0%} per group + fine-tune", "params_reduction": cost.params_reduction,
+        "method": method, "params_reduction": cost.params_reduction,
         "flops_reduction": cost.flops_reduction,
         "test_accuracy": test_accuracy(student, test), "wall_s": seconds,
         "epochs": len(history.history["loss"]),
@@ -219,10 +246,18 @@ def main(argv=None):
     os.makedirs(args.work_dir, exist_ok=True)
     train, validation, test = load_data(args)
     baseline = test_accuracy(keras.saving.load_model(args.shipped.model_path), test)
-    rows = [run_adaptive(args, train, validation, test)]
-    budget = rows[0]["wall_s"]
-    for fraction in args.fractions:
-        rows.append(run_one_shot(args, fraction, budget, train, test, train[0][:1024]))
+    adaptive, row = run_adaptive(args, train, validation, test)
+    rows = [row]
+    budget = row["wall_s"]
+    if args.transfer_masks:
+        final_masks = get_masks(adaptive.model)
+        rows.append(run_one_shot(args, "one-shot to the adaptive run's masks + fine-tune",
+                                 lambda model: final_masks, budget, train, test))
+    for criterion in args.criteria:
+        for fraction in args.fractions:
+            method = f"one-shot {fraction:.0%} per group ({criterion}) + fine-tune"
+            choose = one_shot_masks(criterion, fraction, train[0][:1024], args.seed)
+            rows.append(run_one_shot(args, method, choose, budget, train, test))
     print(f"\nbaseline test accuracy {baseline:.4f}; budget {budget:.0f} s (the adaptive run's)")
     print(f"{'method':<48} {'params -':>8} {'FLOPs -':>8} {'test acc':>8} {'drop pts':>8} {'epochs':>6} {'wall s':>7}")
     for row in rows:
