@@ -259,11 +259,12 @@ def main(argv=None):
             choose = one_shot_masks(criterion, fraction, train[0][:1024], args.seed)
             rows.append(run_one_shot(args, method, choose, budget, train, test))
     print(f"\nbaseline test accuracy {baseline:.4f}; budget {budget:.0f} s (the adaptive run's)")
-    print(f"{'method':<48} {'params -':>8} {'FLOPs -':>8} {'test acc':>8} {'drop pts':>8} {'epochs':>6} {'wall s':>7}")
+    print(f"{'method':<48} {'params -':>8} {'FLOPs -':>8} {'test acc':>8} {'drop pts':>8} "
+          f"{'epochs':>6} {'wall s':>7}")
     for row in rows:
         row["drop_points"] = 100 * (baseline - row["test_accuracy"])
-        print(f"{row['method']:<48} {row['params_reduction']:>8.1%} {row['flops_reduction']:>8.1%} {row['test_accuracy']:>8.4f} "
-              f"{row['drop_points']:>8.2f} {row['epochs']:>6} {row['wall_s']:>7.0f}")
+        print(f"{row['method']:<48} {row['params_reduction']:>8.1%} {row['flops_reduction']:>8.1%} "
+              f"{row['test_accuracy']:>8.4f} {row['drop_points']:>8.2f} {row['epochs']:>6} {row['wall_s']:>7.0f}")
     atomic_write_json(args.results, {
         "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]),
         "date": datetime.date.today().isoformat(), "machine": platform.platform(),

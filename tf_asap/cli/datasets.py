@@ -22,7 +22,8 @@ TensorFlow is imported by the functions that load data, not at import time
 import dataclasses
 import os
 
-from tf_asap.cli.flags import DEFAULT_VALIDATION_SPLIT, UsageError  # noqa: F401  (DEFAULT_VALIDATION_SPLIT re-used by commands)
+from tf_asap import defaults
+from tf_asap.cli.flags import UsageError
 
 TFDS_PREFIX = "tfds:"
 
@@ -170,7 +171,7 @@ def load_for_model(model, spec, settings, need_train=True, loaded=None):
             f"--test-data is for folders, .npz files and tfds data; {where} has its own "
             "test split. Omit --test-data."
         )
-    split = settings.get("validation_split") or DEFAULT_VALIDATION_SPLIT
+    split = settings.get("validation_split") or defaults.VALIDATION_SPLIT
     seed = settings.get("seed") or 0
     if kind == "named":
         result = _named(model, where, split, seed, settings, need_train)

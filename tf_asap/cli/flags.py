@@ -12,7 +12,6 @@ import argparse
 import textwrap
 
 from tf_asap.checks import check_int, check_number
-from tf_asap import defaults
 from tf_asap.distribute import STRATEGY_NAMES
 from tf_asap.errors import ConfigurationError
 
@@ -20,7 +19,6 @@ PROG = "tf-asap"
 
 CRITERIA = ("attention", "l1", "l2", "apoz", "random")
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
-DEFAULT_VALIDATION_SPLIT = defaults.VALIDATION_SPLIT
 
 
 class UsageError(Exception):

@@ -4,6 +4,7 @@ import contextlib
 import os
 import time
 
+from tf_asap import defaults
 from tf_asap.cli import datasets, directories
 from tf_asap.cli.flags import (
     PROG,
@@ -142,7 +143,7 @@ def _data_settings(args):
     from tf_asap.data import DEFAULT_BATCH_SIZE
 
     return {
-        "validation_split": args.validation_split or datasets.DEFAULT_VALIDATION_SPLIT,
+        "validation_split": args.validation_split or defaults.VALIDATION_SPLIT,
         "test_data": args.test_data, "seed": args.seed,
         "batch_size": args.batch_size or DEFAULT_BATCH_SIZE, "limit": args.limit,
         "validation_limit": args.validation_limit, "test_limit": args.test_limit,

@@ -87,9 +87,10 @@ class AccuracyGuaranteed(Policy):
     """
 
     def __init__(self, max_accuracy_drop=None, minimize="params", step=0.1, initial_threshold=0.0,
-                 patience=defaults.PATIENCE, min_relative_change=0.001, max_rollbacks=3, max_rounds=defaults.MAX_ROUNDS, step_growth=defaults.STEP_GROWTH,
-                 metric=defaults.METRIC, mode=defaults.MODE, schedule=defaults.SCHEDULE, threshold_tolerance=0.01,
-                 max_metric_drop=None):
+                 patience=defaults.PATIENCE, min_relative_change=0.001, max_rollbacks=3,
+                 max_rounds=defaults.MAX_ROUNDS, step_growth=defaults.STEP_GROWTH,
+                 metric=defaults.METRIC, mode=defaults.MODE, schedule=defaults.SCHEDULE,
+                 threshold_tolerance=0.01, max_metric_drop=None):
         if max_accuracy_drop is not None and max_metric_drop is not None:
             raise ConfigurationError(
                 f"`max_accuracy_drop`={max_accuracy_drop!r} and `max_metric_drop`="

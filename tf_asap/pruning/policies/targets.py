@@ -149,9 +149,11 @@ class ParamsTarget(ReductionTarget):
 
     objective = "params"
 
-    def __init__(self, reduction=0.7, tolerance=defaults.TARGET_TOLERANCE, step=0.2, initial_threshold=0.0, patience=defaults.PATIENCE,
-                 min_relative_change=0.001, max_rollbacks=3, max_rounds=defaults.MAX_ROUNDS, step_growth=defaults.STEP_GROWTH,
-                 metric=defaults.METRIC, mode=defaults.MODE, schedule=defaults.SCHEDULE, threshold_tolerance=0.01):
+    def __init__(self, reduction=0.7, tolerance=defaults.TARGET_TOLERANCE, step=0.2,
+                 initial_threshold=0.0, patience=defaults.PATIENCE, min_relative_change=0.001,
+                 max_rollbacks=3, max_rounds=defaults.MAX_ROUNDS, step_growth=defaults.STEP_GROWTH,
+                 metric=defaults.METRIC, mode=defaults.MODE, schedule=defaults.SCHEDULE,
+                 threshold_tolerance=0.01):
         super().__init__(
             reduction, tolerance, step=step, initial_threshold=initial_threshold, patience=patience,
             min_relative_change=min_relative_change, max_rollbacks=max_rollbacks, max_rounds=max_rounds,
@@ -215,9 +217,11 @@ class FlopsTarget(ReductionTarget):
 
     objective = "flops"
 
-    def __init__(self, reduction=0.5, tolerance=defaults.TARGET_TOLERANCE, step=0.2, initial_threshold=0.0, patience=defaults.PATIENCE,
-                 min_relative_change=0.001, max_rollbacks=3, max_rounds=defaults.MAX_ROUNDS, step_growth=defaults.STEP_GROWTH,
-                 metric=defaults.METRIC, mode=defaults.MODE, schedule=defaults.SCHEDULE, threshold_tolerance=0.01):
+    def __init__(self, reduction=0.5, tolerance=defaults.TARGET_TOLERANCE, step=0.2,
+                 initial_threshold=0.0, patience=defaults.PATIENCE, min_relative_change=0.001,
+                 max_rollbacks=3, max_rounds=defaults.MAX_ROUNDS, step_growth=defaults.STEP_GROWTH,
+                 metric=defaults.METRIC, mode=defaults.MODE, schedule=defaults.SCHEDULE,
+                 threshold_tolerance=0.01):
         super().__init__(
             reduction, tolerance, step=step, initial_threshold=initial_threshold, patience=patience,
             min_relative_change=min_relative_change, max_rollbacks=max_rollbacks, max_rounds=max_rounds,
