@@ -24,6 +24,14 @@ images, test accuracy on `--test-images` test images (reported only):
    fine-tuned like 2. Same architecture, same wall time: what is left of
    the adaptive run's advantage is what its rounds of gradual pruning and
    recovery bought, not which filters they chose.
+4. **fixed-rate IAP / ILP** (`--fixed-rate 0.05`, the paper's Table-4
+   baselines): every round removes that share of each group's live filters,
+   ranked by attention (IAP) or by L1 within the group (ILP), slims the
+   model and fine-tunes it one epoch (SGD, momentum 0.9, cosine from a tenth
+   of `--learning-rate`, the rewound rate of an adaptive round). Rounds go
+   on while the time left holds another round and `--final-epochs` epochs;
+   the smallest round whose *validation* drop is within
+   `--max-accuracy-drop` is then fine-tuned like 2 for the rest of `W`.
 
 Results print as a table and go, with the command line, to `--results`.
 
@@ -119,6 +127,9 @@ def parse_args(argv=None):
     parser.add_argument("--criteria", nargs="+", choices=("attention", "l1", "random"),
                         default=["attention"],
                         help="the criteria one-shot pruning ranks filters by, each at every fraction")
+    parser.add_argument("--fixed-rate", type=float, default=None, metavar="RATE",
+                        help="add IAP and ILP rows: RATE of every group's live filters per round "
+                             "(the paper's 0.05), each round one epoch, within the same budget")
     parser.add_argument("--transfer-masks", action="store_true",
                         help="also cut the baseline once to the adaptive run's final masks and "
                         "fine-tune it for the same wall time (isolates the rounds' recovery)")
@@ -132,6 +143,7 @@ def parse_args(argv=None):
         args.train_images, args.test_images, args.max_rounds = 3000, 1000, 2
         args.epochs, args.epochs_per_round, args.final_epochs = 2, 1, 1
         args.fractions = [0.3]
+        args.fixed_rate = args.fixed_rate and 0.2  # two rounds fit the quick budget
         args.results = os.path.join(args.work_dir, "quick.json")
     return args
 
@@ -145,9 +157,9 @@ def load_data(args):
     return train, validation, (x_test, y_test)
 
 
-def test_accuracy(model, test):
+def accuracy_on(model, data):
     model.compile(loss=LOSS, metrics=["accuracy"])
-    return float(model.evaluate(*test, batch_size=256, verbose=0, return_dict=True)["accuracy"])
+    return float(model.evaluate(*data, batch_size=256, verbose=0, return_dict=True)["accuracy"])
 
 
 def run_adaptive(args, train, validation, test):
@@ -236,8 +248,55 @@ def run_one_shot(args, method, choose_masks, budget_s, train, test):
     return {
         "method": method, "params_reduction": cost.params_reduction,
         "flops_reduction": cost.flops_reduction,
-        "test_accuracy": test_accuracy(student, test), "wall_s": seconds,
+        "test_accuracy": accuracy_on(student, test), "wall_s": seconds,
         "epochs": len(history.history["loss"]),
+    }
+
+
+def run_fixed_rate(args, method, budget_s, train, validation, test):
+    """IAP or ILP within `budget_s`: see the module docstring, item 4."""
+    criterion = "attention" if method == "IAP" else "l1"
+    keras.utils.set_random_seed(args.seed)
+    started = time.perf_counter()
+    loaded = keras.saving.load_model(args.shipped.model_path)
+    dense = count_cost(loaded if is_prunable_model(loaded) else make_prunable(loaded))
+    current = slim(loaded) if is_prunable_model(loaded) else loaded
+    baseline_validation = accuracy_on(current, validation)
+    steps = math.ceil(len(train[1]) / args.batch_size)
+    chosen = {"model": current, "round": 0, "params": dense.params, "flops": dense.flops,
+              "validation_drop": 0.0}
+    rounds, epoch_s = 0, None
+    while epoch_s is None or (time.perf_counter() - started + (1 + args.final_epochs) * epoch_s
+                              <= budget_s):
+        prunable = make_prunable(current)
+        scores = get_criterion(criterion).score(prunable, train[0][:1024])
+        apply_masks(prunable, ratio_masks(prunable, scores, args.fixed_rate, scope="group"))
+        cost = count_cost(prunable)
+        current = slim(prunable)
+        rate = keras.optimizers.schedules.CosineDecay(args.learning_rate / 10, steps)
+        current.compile(optimizer=keras.optimizers.SGD(rate, momentum=0.9), loss=LOSS,
+                        metrics=["accuracy"])
+        epoch_started = time.perf_counter()
+        current.fit(*train, batch_size=args.batch_size, epochs=1, verbose=0)
+        epoch_s = time.perf_counter() - epoch_started
+        rounds += 1
+        drop = baseline_validation - accuracy_on(current, validation)
+        if drop <= args.max_accuracy_drop:
+            chosen = {"model": current, "round": rounds, "params": cost.effective_params,
+                      "flops": cost.effective_flops, "validation_drop": drop}
+    model = chosen["model"]
+    model.compile(optimizer=keras.optimizers.SGD(args.learning_rate, momentum=0.9), loss=LOSS,
+                  metrics=["accuracy"])
+    schedule = CosineWithinBudget(args.learning_rate, budget_s - (time.perf_counter() - started))
+    history = model.fit(*train, batch_size=args.batch_size, epochs=10_000, callbacks=[schedule],
+                        verbose=0)
+    return {
+        "method": f"{method} {args.fixed_rate:.0%}/round ({criterion}) + fine-tune",
+        "params_reduction": 1.0 - chosen["params"] / dense.params,
+        "flops_reduction": 1.0 - chosen["flops"] / dense.flops,
+        "test_accuracy": accuracy_on(model, test), "wall_s": time.perf_counter() - started,
+        "epochs": rounds + len(history.history["loss"]), "rounds": rounds,
+        "best_round": chosen["round"], "validation_drop": chosen["validation_drop"],
     }
 
 
@@ -245,7 +304,7 @@ def main(argv=None):
     args = parse_args(argv)
     os.makedirs(args.work_dir, exist_ok=True)
     train, validation, test = load_data(args)
-    baseline = test_accuracy(keras.saving.load_model(args.shipped.model_path), test)
+    baseline = accuracy_on(keras.saving.load_model(args.shipped.model_path), test)
     adaptive, row = run_adaptive(args, train, validation, test)
     rows = [row]
     budget = row["wall_s"]
@@ -253,6 +312,9 @@ def main(argv=None):
         final_masks = get_masks(adaptive.model)
         rows.append(run_one_shot(args, "one-shot to the adaptive run's masks + fine-tune",
                                  lambda model: final_masks, budget, train, test))
+    if args.fixed_rate:
+        for method in ("IAP", "ILP"):
+            rows.append(run_fixed_rate(args, method, budget, train, validation, test))
     for criterion in args.criteria:
         for fraction in args.fractions:
             method = f"one-shot {fraction:.0%} per group ({criterion}) + fine-tune"

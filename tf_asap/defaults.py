@@ -42,6 +42,9 @@ PATIENCE = 3
 STEP_GROWTH = 1.0
 """Factor on the threshold step after a passing round (1: the paper's, a halved step stays halved)."""
 
+SIZE_TOLERANCE = 0.02
+"""With the bisect schedule: the size bracket (share of the baseline's cost) below which no trimmed retry is tried."""
+
 TARGET_TOLERANCE = 0.03
 """How far beyond a params or FLOPs target still meets it."""
 

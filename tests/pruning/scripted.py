@@ -46,12 +46,39 @@ class SimulatedModel:
         self.baseline = RoundResult(0, 0.0, baseline_accuracy, params, params * 10)
         self.kept = {0: 1.0}
 
-    def result(self, round_number, threshold, parent):
-        kept = min(self.kept[parent], 1.0 - 0.8 * (1.0 - math.exp(-threshold)))
+    def result(self, round_number, threshold, parent, limit=None):
+        kept = min(self.kept[parent], self.pruned_to(threshold, parent))
+        if limit is not None:  # the pruning step gives filters back down to the limit
+            kept = min(self.kept[parent], max(kept, 1.0 - limit))
         self.kept[round_number] = kept
         drop = max(self.knee - kept, 0.0) * self.slope
         params = round(self.baseline.params * kept)
         return RoundResult(round_number, threshold, self.baseline.accuracy - drop, params, params * 10)
+
+
+    def pruned_to(self, threshold, parent):
+        """The share of the baseline's params `threshold` keeps from the baseline's scores."""
+        del parent
+        return 1.0 - 0.8 * (1.0 - math.exp(-threshold))
+
+
+class DriftingModel(SimulatedModel):
+    """A `SimulatedModel` whose scores fall during retraining, as measured on `resnet20`.
+
+    From any retrained (non-baseline) model every `T` prunes at least `jump`
+    more of the baseline's parameters: the survivors' scores have fallen
+    relative to the run's reference, so the threshold that passed last
+    time already sweeps a block of filters, and no `T` reaches the sizes
+    in between.
+    """
+
+    def __init__(self, jump=0.13, **options):
+        super().__init__(**options)
+        self.jump = jump
+
+    def pruned_to(self, threshold, parent):
+        kept = super().pruned_to(threshold, parent)
+        return kept if parent == 0 else min(kept, self.kept[parent] - self.jump)
 
 
 def run_simulation(policy, model):
@@ -62,7 +89,7 @@ def run_simulation(policy, model):
         if decision.action == "rollback":
             parent = decision.rollback_to
         round_number = policy.next_round
-        result = model.result(round_number, decision.threshold, parent)
+        result = model.result(round_number, decision.threshold, parent, policy.reduction_limit)
         decision = policy.observe(result)
         if policy.acceptable(result) and decision.action != "rollback":
             parent = round_number

@@ -4,7 +4,9 @@ import json
 
 import pytest
 
-from tests.pruning.scripted import BASELINE, SimulatedModel, drive, drive_on, run_simulation, thresholds
+from tests.pruning.scripted import (
+    BASELINE, DriftingModel, SimulatedModel, drive, drive_on, run_simulation, thresholds,
+)
 from tf_asap.errors import ConfigurationError
 from tf_asap.pruning.policies import AccuracyGuaranteed, ParamsTarget, Policy
 
@@ -37,7 +39,8 @@ def test_bisect_retries_halfway_between_last_pass_and_first_failure():
 
 def test_bisect_stops_when_a_models_own_bracket_is_narrower_than_the_tolerance():
     script = [(OK, 900, 1), (BAD, 300, 1), (BAD, 400, 1), (OK, 800, 1), (BAD, 700, 1), (OK, 1, 1)]
-    policy = bisect(threshold_tolerance=0.03, initial_threshold=0.2)
+    # Bisection on T alone (trimmed retries are tested below).
+    policy = bisect(threshold_tolerance=0.03, initial_threshold=0.2, size_tolerance=None)
     decisions = drive(policy, BASELINE, script)
     # Round 1 (T=0.2) passes; 0.3 fails -> 0.25 fails -> 0.225 passes. Its
     # inherited bracket [0.225, 0.25] is within 0.03, but was measured on
@@ -194,3 +197,111 @@ def test_an_explicit_first_threshold_survives_a_state_round_trip():
 def test_a_bad_explicit_first_threshold_is_refused(value):
     with pytest.raises(ConfigurationError, match="initial_threshold"):
         bisect().start(BASELINE, initial_threshold=value)
+
+
+# ----------------------------------------------------- trimmed retries (size bracket)
+def test_bisect_trims_the_failing_threshold_when_every_t_in_the_bracket_prunes_too_much():
+    # As on resnet20: from round 1's model every T above its own prunes 70%
+    # of the params and fails (rounds 3 and 4 repeat round 2 for free). The
+    # T bracket closes; the size bracket [10%, 70%] is open, so the search
+    # retries the failing T trimmed to 40%, then bisects the size.
+    cliff = (BAD, 300, 1)
+    script = [(OK, 900, 1), cliff, cliff, cliff, (OK, 600, 1), (BAD, 450, 1), (OK, 525, 1),
+              (OK, 490, 1), (BAD, 470, 1)]
+    policy = bisect(threshold_tolerance=0.03, initial_threshold=0.2, size_tolerance=0.02)
+    decisions = [policy.start(BASELINE)]
+    limits = []
+    for accuracy, params, flops in script:
+        limits.append(policy.reduction_limit)
+        decisions += drive_on(policy, [(accuracy, params, flops)])
+    assert thresholds(decisions[:5]) == pytest.approx([0.2, 0.3, 0.25, 0.225, 0.225])
+    assert limits == pytest.approx([None, None, None, None, 0.4, 0.55, 0.475, 0.5125, 0.53], abs=1e-12)
+    assert (decisions[4].action, decisions[4].rollback_to) == ("rollback", 1)
+    assert decisions[4].reason == (
+        "accuracy drop 13.00% > 1.00%: roll back to round 1, T=0.225 trimmed to a params reduction "
+        "of at most 40.00%, halfway between this model's 10.00% and the failing 70.00% "
+        "(every T in the bracket prunes too much from this model)"
+    )
+    assert decisions[5].reason.startswith("accuracy drop 0.00% <= 1.00%: T=0.225 trimmed to a params")
+    # Round 9 fails at 53% from round 8's 51%: within 2 points, and round 8
+    # has failed itself, so the run stops with round 8 (490 params).
+    assert decisions[-1].action == "stop" and decisions[-1].best_round == 8
+    assert "within size_tolerance=2.00%: converged" in decisions[-1].reason
+    assert policy.reduction_limit is None
+
+
+def test_bisect_without_a_size_tolerance_stops_at_a_closed_threshold_bracket():
+    cliff = (BAD, 300, 1)
+    policy = bisect(threshold_tolerance=0.03, initial_threshold=0.2, size_tolerance=None)
+    decisions = drive(policy, BASELINE, [(OK, 900, 1), cliff, cliff, cliff])
+    assert decisions[-1].action == "stop" and decisions[-1].best_round == 1
+    assert "within threshold_tolerance=0.03: converged" in decisions[-1].reason
+    assert "size_tolerance" not in decisions[-1].reason
+
+
+def test_a_trimmed_retry_that_prunes_nothing_and_fails_ends_the_run():
+    cliff = (BAD, 300, 1)
+    policy = bisect(threshold_tolerance=0.03, initial_threshold=0.2)
+    decisions = drive(policy, BASELINE, [(OK, 900, 1), cliff, cliff, cliff, (BAD, 900, 1)])
+    assert decisions[-1].action == "stop" and decisions[-1].best_round == 1
+    assert "nothing was pruned and the bracket T in [0.225, 0.225]" in decisions[-1].reason
+
+
+def test_a_trimmed_retry_that_passes_well_short_of_its_limit_drops_the_stale_ceiling():
+    # Limit 40%, reached 20%: the T ceiling pruned less from this model than
+    # the trim allowed, so it passed untrimmed and T grows again.
+    cliff = (BAD, 300, 1)
+    policy = bisect(threshold_tolerance=0.03, initial_threshold=0.2)
+    decisions = drive(policy, BASELINE, [(OK, 900, 1), cliff, cliff, cliff, (OK, 800, 1)])
+    assert decisions[-1].action == "prune" and decisions[-1].threshold == pytest.approx(0.25)
+    assert policy.state_dict()["lineage"][-1]["ceiling"] is None
+    assert policy.reduction_limit is None
+    # Reached 39.5% of a 40% limit: the trim took, the ceiling stays.
+    policy = bisect(threshold_tolerance=0.03, initial_threshold=0.2)
+    drive(policy, BASELINE, [(OK, 900, 1), cliff, cliff, cliff, (OK, 605, 1)])
+    assert policy.state_dict()["lineage"][-1]["ceiling"] == pytest.approx(0.225)
+
+
+def test_trimmed_rounds_that_ignore_the_limit_are_bounded_by_max_rollbacks():
+    # A hand-written loop that does not pass `reduction_limit` to the pruning
+    # step repeats the same failure; each repeat counts against the retries.
+    cliff = (BAD, 300, 1)
+    policy = bisect(threshold_tolerance=0.03, initial_threshold=0.2, max_rollbacks=3)
+    decisions = drive(policy, BASELINE, [(OK, 900, 1)] + [cliff] * 20)
+    assert decisions[-1].action == "stop" and decisions[-1].best_round == 1
+    assert len(decisions) <= 10 and "already retried 3 times" in decisions[-1].reason
+
+
+def test_the_trim_limit_survives_a_state_round_trip():
+    cliff = (BAD, 300, 1)
+    policy = bisect(threshold_tolerance=0.03, initial_threshold=0.2)
+    drive(policy, BASELINE, [(OK, 900, 1), cliff, cliff, cliff])
+    restored = Policy.from_state(json.loads(json.dumps(policy.state_dict())))
+    assert restored.reduction_limit == pytest.approx(0.4) == policy.reduction_limit
+    assert drive_on(restored, [(OK, 600, 1)]) == drive_on(policy, [(OK, 600, 1)])
+
+
+def test_a_target_policy_takes_the_smaller_of_its_window_and_a_trim():
+    policy = ParamsTarget(reduction=0.5, schedule="bisect", step=0.2)
+    policy.start(BASELINE)
+    assert policy.reduction_limit == pytest.approx(0.53)
+    policy._search.limit = 0.4  # as a trimmed retry sets it
+    assert policy.reduction_limit == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("knee", [0.45, 0.35, 0.25])
+def test_trimmed_retries_reach_the_knee_of_a_model_whose_scores_drift(knee):
+    plain = AccuracyGuaranteed(schedule="bisect", initial_threshold=0.5, size_tolerance=None)
+    _, plain_kept = run_simulation(plain, DriftingModel(knee=knee))
+    trimmed = AccuracyGuaranteed(schedule="bisect", initial_threshold=0.5)
+    rounds, trimmed_kept = run_simulation(trimmed, DriftingModel(knee=knee))
+    smallest = knee - 0.02  # the smallest size within the 1-point bound (slope 0.5)
+    assert trimmed_kept >= smallest - 1e-9 and trimmed_kept <= smallest + 0.03
+    assert plain_kept - trimmed_kept >= 0.04  # T alone stops a whole jump above
+    assert rounds <= 25 and "max_rounds" not in trimmed.last_decision.reason
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0, -0.1, "wide"])
+def test_a_bad_size_tolerance_is_refused(value):
+    with pytest.raises(ConfigurationError, match="size_tolerance"):
+        bisect(size_tolerance=value)

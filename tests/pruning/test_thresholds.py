@@ -327,3 +327,23 @@ def test_max_reduction_that_is_not_exceeded_changes_nothing():
 def test_bad_max_reduction_gets_a_clear_error(value):
     with pytest.raises(ConfigurationError, match="max_reduction"):
         threshold_masks(two_convs(), SCORES, 1e9, max_reduction=value)
+
+
+@pytest.mark.parametrize("priced", ["params", "flops"])
+def test_max_reduction_is_priced_in_the_reduction_objective(priced):
+    # Thresholds weigh params; the limit may be a FLOPs reduction (the policy's).
+    model = two_convs()
+    unlimited = threshold_masks(model, SCORES, 1e9)
+    full = tf_asap.count_cost(model, masks=unlimited)
+    limit = (full.params_reduction if priced == "params" else full.flops_reduction) / 2
+    masks = threshold_masks(model, SCORES, 1e9, max_reduction=limit, reduction_objective=priced)
+    trimmed = tf_asap.count_cost(model, masks=masks)
+    reached = trimmed.params_reduction if priced == "params" else trimmed.flops_reduction
+    assert 0 < reached <= limit
+    # Giving back one filter fewer would exceed the limit: the trim is tight.
+    assert sum(int((masks[n] & ~unlimited[n]).sum()) for n in masks) >= 1
+
+
+def test_a_bad_reduction_objective_gets_a_clear_error():
+    with pytest.raises(ConfigurationError, match="reduction_objective"):
+        threshold_masks(two_convs(), SCORES, 1e9, max_reduction=0.1, reduction_objective="latency")

@@ -584,3 +584,18 @@ def test_target_round_that_would_overshoot_is_trimmed_into_the_window(baseline, 
     assert [r["decision"] for r in result.rounds if r["decision"] == "rollback"] == []
     best = result.rounds[result.best_round]
     assert 0.2 <= best["params_reduction"] <= 0.25 + 1e-9
+
+
+def test_the_trim_prices_the_policys_objective_when_thresholds_weigh_another(baseline, tmp_path):
+    # A FLOPs target with params-weighted thresholds: T=5 removes 66% of the
+    # FLOPs untrimmed (measured before the trim priced the policy's objective,
+    # when it was off for differing objectives, and the round was rolled back).
+    policy = FlopsTarget(reduction=0.1, tolerance=0.03, step=5.0, max_rounds=2)
+    controller = RoundController(
+        fresh_copy(baseline), policy, TRAIN, VALIDATION, run_dir=tmp_path, epochs=4,
+        rewind_epoch=2, batch_size=BATCH, optimizer=sgd(), verbose=0, objective="params",
+    )
+    result = controller.run()
+    assert [r for r in result.rounds if r["decision"] == "rollback"] == []
+    trimmed = result.rounds[2]
+    assert trimmed["threshold"] == 5.0 and 0.0 < trimmed["flops_reduction"] <= 0.13 + 1e-9

@@ -190,6 +190,7 @@ def threshold_masks(
     ignored_layers=None,
     max_fraction=0.5,
     max_reduction=None,
+    reduction_objective=None,
 ):
     """Masks of one pruning round with layer-aware thresholds (Algorithm 3).
 
@@ -233,6 +234,8 @@ def threshold_masks(
             to its group's threshold), until the reduction is at most
             `max_reduction`. The memory- and FLOPs-constrained policies pass
             their `reduction_limit`. Defaults to `None`.
+        reduction_objective: `"params"` or `"flops"`: what `max_reduction`
+            is a reduction of. Defaults to `None`: `objective`.
 
     Returns:
         `{group name: bool array}` (`True` = keep) for every group that may
@@ -266,7 +269,10 @@ def threshold_masks(
             keep = _cap_removals(alive, keep, values[group.name], max_fraction)
         masks[group.name] = _respect_min_filters(group, alive, keep, values[group.name])
     if max_reduction is not None:
-        masks = _limit_reduction(analysis, current, masks, values, thresholds, objective, max_reduction)
+        priced = objective if reduction_objective is None else check_choice(
+            "reduction_objective", reduction_objective, OBJECTIVES
+        )
+        masks = _limit_reduction(analysis, current, masks, values, thresholds, priced, max_reduction)
     return masks
 
 

@@ -435,10 +435,11 @@ class AdaptivePruning(keras.callbacks.Callback):
                 self._journal.threshold_reference = self.threshold_reference
                 with self._journal.locked():
                     self._journal.write_manifest(self.policy)
-        limit = self.policy.reduction_limit if self.objective == self.policy.objective else None
+        # The trim measures what the policy measures, whatever the thresholds weigh.
         step = prune_filters(
             model, scores, decision.threshold, self.objective, self.threshold_reference,
-            max_reduction=limit, max_fraction=self.max_fraction,
+            max_reduction=self.policy.reduction_limit, max_fraction=self.max_fraction,
+            reduction_objective=self.policy.objective,
         )
         self._threshold = decision.threshold
         self._pruned = step.removed

@@ -463,12 +463,11 @@ class RoundController:
     def _prune(self, threshold):
         """Scores the filters and sets this round's masks (Algorithm 1, line 5)."""
         scores = self._scores()
-        # The trim measures what the policy measures; with another objective
-        # for the thresholds it would trim the wrong quantity, so it is off.
-        limit = self.policy.reduction_limit if self.objective == self.policy.objective else None
+        # The trim measures what the policy measures, whatever the thresholds weigh.
         return prune_filters(
             self.model, scores, threshold, self.objective, self.journal.threshold_reference,
-            max_reduction=limit, max_fraction=self.max_fraction,
+            max_reduction=self.policy.reduction_limit, max_fraction=self.max_fraction,
+            reduction_objective=self.policy.objective,
         )
 
     def _finish(self, decision):

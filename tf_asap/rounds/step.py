@@ -113,7 +113,7 @@ class PruningStep:
 
 def prune_filters(
     model, scores, threshold, objective, reference, max_reduction=None,
-    max_fraction=DEFAULT_MAX_FRACTION,
+    max_fraction=DEFAULT_MAX_FRACTION, reduction_objective=None,
 ):
     """Sets the masks of one pruning round (Algorithm 1, line 5; Algorithm 3).
 
@@ -133,11 +133,13 @@ def prune_filters(
         reference: The score scale `T` is relative to (see
             `measure_threshold_reference`).
         max_reduction: The policy's `reduction_limit`: a round that would
-            remove more of the dense `objective` cost is trimmed back into
-            the target window. Defaults to `None` (no limit).
+            remove more of the dense cost is trimmed back, the least
+            confidently pruned filters first. Defaults to `None` (no limit).
         max_fraction: The largest fraction of a group's live channels one
             round may remove, passed to `threshold_masks`; `None` is the
             paper's rule (no cap). Defaults to `0.5`.
+        reduction_objective: What `max_reduction` is a reduction of (the
+            policy's objective). Defaults to `None`: `objective`.
 
     Returns:
         A `PruningStep`.
@@ -146,6 +148,7 @@ def prune_filters(
     masks = threshold_masks(
         model, scores, threshold, objective=objective, reference=reference,
         max_reduction=max_reduction, max_fraction=max_fraction,
+        reduction_objective=reduction_objective,
     )
     removed = sum(
         int(np.sum(before[name] & ~np.asarray(keep, bool))) for name, keep in masks.items()

@@ -64,6 +64,9 @@ class AccuracyGuaranteed(Policy):
             then bisect the bracket; see `Policy`). Defaults to `"paper"`.
         threshold_tolerance: With `schedule="bisect"`, the bracket width at
             which the search stops, `> 0`. Defaults to `0.01`.
+        size_tolerance: With `schedule="bisect"`, the size bracket above
+            which trimmed retries follow a closed `T` bracket, in `(0, 1)`;
+            `None` bisects `T` only. Defaults to `0.02`.
         max_metric_drop: Another name for `max_accuracy_drop`, for metrics
             that are not accuracy; give one of the two. Defaults to `None`.
 
@@ -90,7 +93,7 @@ class AccuracyGuaranteed(Policy):
                  patience=defaults.PATIENCE, min_relative_change=0.001, max_rollbacks=3,
                  max_rounds=defaults.MAX_ROUNDS, step_growth=defaults.STEP_GROWTH,
                  metric=defaults.METRIC, mode=defaults.MODE, schedule=defaults.SCHEDULE,
-                 threshold_tolerance=0.01, max_metric_drop=None):
+                 threshold_tolerance=0.01, size_tolerance=defaults.SIZE_TOLERANCE, max_metric_drop=None):
         if max_accuracy_drop is not None and max_metric_drop is not None:
             raise ConfigurationError(
                 f"`max_accuracy_drop`={max_accuracy_drop!r} and `max_metric_drop`="
@@ -109,7 +112,7 @@ class AccuracyGuaranteed(Policy):
             step=step, initial_threshold=initial_threshold, patience=patience,
             min_relative_change=min_relative_change, max_rollbacks=max_rollbacks, max_rounds=max_rounds,
             step_growth=step_growth, metric=metric, mode=mode, schedule=schedule,
-            threshold_tolerance=threshold_tolerance,
+            threshold_tolerance=threshold_tolerance, size_tolerance=size_tolerance,
         )
 
     @property

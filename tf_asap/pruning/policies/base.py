@@ -55,7 +55,9 @@ class Policy:
       round until one fails; then `T` bisects between the last passing and
       the first failing threshold until a model's own bracket is narrower
       than `threshold_tolerance`; a ceiling inherited from an earlier model
-      is re-tested first (see `tf_asap.pruning.policies.bisection`).
+      is re-tested first. Where every `T` in the bracket prunes too much
+      (the scores moved during retraining), rounds are trimmed to the middle
+      of the size bracket instead (see `tf_asap.pruning.policies.bisection`).
 
     Either stops when the size metric (`objective`) converges (the paper's
     0.1% rule, Algorithm 2, line 9), after `max_rounds` rounds, or when the
@@ -86,6 +88,9 @@ class Policy:
         schedule: `"paper"` or `"bisect"`. Defaults to `"paper"`.
         threshold_tolerance: With `schedule="bisect"`, the bracket width of
             `T` at which the search stops, `> 0`. Defaults to `0.01`.
+        size_tolerance: With `schedule="bisect"`, the size bracket (a share
+            of the baseline's `objective`) above which trimmed retries follow
+            a closed `T` bracket, in `(0, 1)`; `None`: none. Defaults to `0.02`.
 
     Raises:
         ConfigurationError: If an argument is outside its range.
@@ -101,7 +106,8 @@ class Policy:
 
     def __init__(self, *, step, initial_threshold, patience, min_relative_change, max_rollbacks,
                  max_rounds, step_growth=defaults.STEP_GROWTH, metric=defaults.METRIC,
-                 mode=defaults.MODE, schedule=defaults.SCHEDULE, threshold_tolerance=0.01):
+                 mode=defaults.MODE, schedule=defaults.SCHEDULE, threshold_tolerance=0.01,
+                 size_tolerance=defaults.SIZE_TOLERANCE):
         self.initial_step = check_number("step", step, 0.0, low_open=True)
         self.initial_threshold = check_number("initial_threshold", initial_threshold, 0.0)
         self.patience = check_int("patience", patience, minimum=1)
@@ -123,6 +129,8 @@ class Policy:
         )
         self.schedule = check_choice("schedule", schedule, tuple(SCHEDULES))
         self.threshold_tolerance = check_number("threshold_tolerance", threshold_tolerance, 0.0, low_open=True)
+        self.size_tolerance = check_fraction("size_tolerance", size_tolerance, allow_zero=False, allow_one=False,
+                                             allow_none=True, fix="A share of the size, e.g. 0.02; None: off.")
         self._search = self._make_search()
         self._history: list[RoundResult] = []
         self._pending: tuple[int, float] | None = None
@@ -136,7 +144,7 @@ class Policy:
             max_rollbacks=self.max_rollbacks, step_growth=self.step_growth,
         )
         if self.schedule == "bisect":
-            options["threshold_tolerance"] = self.threshold_tolerance
+            options.update(threshold_tolerance=self.threshold_tolerance, size_tolerance=self.size_tolerance)
         return SCHEDULES[self.schedule](**options)
 
     # ----------------------------------------------------------- subclass API
@@ -162,6 +170,7 @@ class Policy:
             "mode": self.mode,
             "schedule": self.schedule,
             "threshold_tolerance": self.threshold_tolerance,
+            "size_tolerance": self.size_tolerance,
         }
 
     def get_config(self) -> dict[str, Any]:
@@ -204,10 +213,11 @@ class Policy:
         """The largest reduction of `objective` a round may reach, or `None`.
 
         Target policies return `reduction + tolerance`, so that the pruning
-        step can trim a round that would overshoot into the target window
-        instead of wasting it on a rollback; the accuracy policy has no limit.
+        step trims a round that would overshoot into the target window; the
+        bisecting search's trimmed retries set one too (the smaller applies).
+        The round controller prices it in this policy's `objective`.
         """
-        return None
+        return self._search.limit
 
     @property
     def step(self) -> float:
@@ -323,11 +333,12 @@ class Policy:
             return stop(f"{verdict}: target met")
         parent = self._result(self._search.parent.round)
         moved = relative_change(self._size(parent), self._size(result)) > self.min_relative_change + ROUNDING_SLACK
+        reduction = 1.0 - self._size(result) / self._size(self._history[0])
         if self.acceptable(result):
-            return self._search.accepted(result.round, threshold, moved, verdict)
+            return self._search.accepted(result.round, threshold, moved, verdict, reduction)
         if not moved:
             return self._search.noise(threshold, verdict)
-        return self._search.rejected(result.round, threshold, verdict, self._model_of)
+        return self._search.rejected(result.round, threshold, verdict, self._model_of, reduction)
 
     def _require_running(self, what):
         """Returns `(round, threshold)` asked for, or raises if not running."""

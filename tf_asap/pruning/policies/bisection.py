@@ -23,7 +23,26 @@ the rounds differently:
    not failed yet is narrower than `threshold_tolerance`, the next round
    tries the ceiling itself. If it passes, the ceiling is dropped and `T`
    grows again from there (λ doubling from the last half-width).
-5. **Stop** when a model's own bracket (the floor and a failure measured
+5. **Trim when `T` cannot resolve the size.** After retraining, the
+   survivors' scores fall relative to the run's reference, so from a model
+   that passed at `T_k` even `T_k` itself can prune far more than the last
+   step did (measured on `resnet20`: 51 channels, from 77% to 90% of the
+   FLOPs removed, at the accepted `T`). Every `T` in the bracket then fails
+   alike and bisecting `T` cannot find the sizes in between. So the search
+   also keeps a *size bracket*: the model's own reduction of the size
+   metric and the smallest reduction known to fail from it or an ancestor.
+   When the `T` bracket is narrower than `threshold_tolerance` but the size
+   bracket is wider than `size_tolerance`, the next round prunes with the
+   failing `T` *trimmed* to the middle of the size bracket: the pruning step
+   gives back the filters pruned with the least confidence until the
+   reduction is at most that (`limit`, read by the controller through the
+   policy's `reduction_limit`). A trimmed round that passes becomes the new
+   floor and keeps the `T` ceiling; one that fails lowers the failing size.
+   This is bisection on the size where bisection on `T` has run out. A
+   passing round that stopped more than `size_tolerance / 2` short of its
+   limit was not trimmed (its `T` pruned less from this model): its `T`
+   ceiling was stale, as in step 4.
+6. **Stop** when a model's own bracket (the floor and a failure measured
    from that model) is narrower than `threshold_tolerance`, after
    `max_rollbacks` failures from the same round, or, while growing, by the
    paper's convergence rule (`patience` rounds of unchanged size; inside a
@@ -39,7 +58,7 @@ search: its parent is kept and `T` moves on (by λ, or to the midpoint).
 
 from __future__ import annotations
 
-from tf_asap.pruning.policies.results import ROUNDING_SLACK, prune, rollback, stop, times
+from tf_asap.pruning.policies.results import ROUNDING_SLACK, percent, prune, rollback, stop, times
 from tf_asap.pruning.policies.search import LineageEntry, PaperSearch
 
 __all__ = ["BisectSearch"]
@@ -51,15 +70,24 @@ class BisectSearch(PaperSearch):
     Args:
         threshold_tolerance: The bracket width `T_fail - T_pass` at which
             the search stops, `> 0`.
+        size_tolerance: The size bracket (a share of the baseline's size
+            metric) at which trimmed retries stop, `> 0`; `None` never
+            trims (bisection on `T` only).
         **options: The arguments of `PaperSearch`; `step_growth` is not used
             (λ doubles while growing).
+
+    Attributes:
+        limit: The largest reduction of the size metric the round asked for
+            last may reach (the trimmed retry's), or `None`.
     """
 
     name = "bisect"
 
-    def __init__(self, *, threshold_tolerance, **options):
+    def __init__(self, *, threshold_tolerance, size_tolerance=None, **options):
         super().__init__(**options)
         self.threshold_tolerance = threshold_tolerance
+        self.size_tolerance = size_tolerance
+        self.limit = None
 
     def begin(self):
         # The baseline is the floor of a bracket that fails at round 1: a
@@ -71,37 +99,65 @@ class BisectSearch(PaperSearch):
         return ceiling - floor <= self.threshold_tolerance + ROUNDING_SLACK
 
     def _next(self, entry, threshold):
-        """`(next T, phrase, grows)` from `entry`'s model after a round at `threshold`.
+        """`(next T, phrase, grows, limit)` from `entry`'s model after a round at `threshold`.
 
         `None` in place of `T` when `entry`'s own bracket is closed: the run
-        has converged and the phrase says why.
+        has converged and the phrase says why. `limit` is the reduction the
+        next round is trimmed to, or `None`.
         """
         ceiling = entry.ceiling
         if ceiling is None:
             following = threshold + self.step
-            return following, f"raise T to {following:.6g} (step {self.step:.6g})", True
+            return following, f"raise T to {following:.6g} (step {self.step:.6g})", True, None
         if not self._narrow(threshold, ceiling):
             following = (threshold + ceiling) / 2.0
-            return following, f"T={following:.6g}, halfway to the failing T={ceiling:.6g}", False
+            return following, f"T={following:.6g}, halfway to the failing T={ceiling:.6g}", False, None
+        if self._size_open(entry):
+            limit = (entry.reduction + entry.failed_reduction) / 2.0
+            return ceiling, (
+                f"T={ceiling:.6g} trimmed to a {self.objective} reduction of at most {percent(limit)}, "
+                f"halfway between this model's {percent(entry.reduction)} and the failing "
+                f"{percent(entry.failed_reduction)}"
+            ), False, limit
         if entry.failed_rounds:
             return None, (
                 f"the bracket T in [{threshold:.6g}, {ceiling:.6g}] is within "
-                f"threshold_tolerance={self.threshold_tolerance:.6g}: converged"
-            ), False
-        return ceiling, f"T={ceiling:.6g}: retry the failing T of an earlier model on this one", False
+                f"threshold_tolerance={self.threshold_tolerance:.6g}{self._size_phrase(entry)}: converged"
+            ), False, None
+        return ceiling, f"T={ceiling:.6g}: retry the failing T of an earlier model on this one", False, None
 
-    def accepted(self, round_number, threshold, moved, verdict):
+    def _size_open(self, entry):
+        """Whether `entry`'s size bracket is wider than `size_tolerance`."""
+        if self.size_tolerance is None or entry.failed_reduction is None:
+            return False
+        return entry.failed_reduction - entry.reduction > self.size_tolerance + ROUNDING_SLACK
+
+    def _size_phrase(self, entry):
+        if self.size_tolerance is None or entry.failed_reduction is None:
+            return ""
+        return (
+            f" and the {self.objective} reduction in [{percent(entry.reduction)}, "
+            f"{percent(entry.failed_reduction)}] within size_tolerance={percent(self.size_tolerance)}"
+        )
+
+    def accepted(self, round_number, threshold, moved, verdict, reduction=0.0):
+        trimmed, self.limit = self.limit, None
+        # A trim that took lands within one channel of its limit; a round that
+        # stopped well short of it pruned what its T pruned, untrimmed.
+        bound = trimmed is not None and reduction >= trimmed - self.size_tolerance / 2.0 - ROUNDING_SLACK
         ceiling = self.parent.ceiling
-        entry = self._extend(round_number, threshold, moved)
-        if ceiling is not None and threshold >= ceiling - ROUNDING_SLACK:
+        entry = self._extend(round_number, threshold, moved, reduction)
+        if ceiling is not None and threshold >= ceiling - ROUNDING_SLACK and not bound:
             entry.ceiling = None  # the ceiling passed on this model: it was stale
+        if entry.failed_reduction is not None and reduction >= entry.failed_reduction - ROUNDING_SLACK:
+            entry.failed_reduction = None  # a size that failed before passed on this model
         if entry.ceiling is not None:
             # Inside a bracket, rounds that prune nothing are bisection steps
             # (not retrained), not a sign of convergence: the bracket decides.
             entry.streak = 0
         if entry.streak >= self.patience:
             return self._converged(entry.streak)
-        following, phrase, grows = self._next(entry, threshold)
+        following, phrase, grows, self.limit = self._next(entry, threshold)
         if following is None:
             return stop(f"{verdict}; {phrase}")
         if grows:
@@ -109,43 +165,60 @@ class BisectSearch(PaperSearch):
         return prune(following, f"{verdict}: {phrase}")
 
     def noise(self, threshold, verdict):
+        trimmed, self.limit = self.limit, None
         parent = self.parent
-        if parent.ceiling is not None and self._narrow(threshold, parent.ceiling):
+        closed = trimmed is not None or not self._size_open(parent)  # a trimmed T pruned nothing
+        if parent.ceiling is not None and self._narrow(threshold, parent.ceiling) and closed:
             # Nothing left to try between this T, which pruned nothing, and the ceiling.
             return stop(
                 f"{verdict}, but nothing was pruned and the bracket T in [{threshold:.6g}, "
                 f"{parent.ceiling:.6g}] is within threshold_tolerance={self.threshold_tolerance:.6g}: converged"
             )
-        following, phrase, _ = self._next(parent, threshold)
+        following, phrase, _, self.limit = self._next(parent, threshold)
         return rollback(
             parent.round,
             following,
             f"{verdict}, but nothing was pruned (retraining noise): keep round {parent.round}, {phrase}",
         )
 
-    def rejected(self, round_number, threshold, verdict, model_of):
+    def rejected(self, round_number, threshold, verdict, model_of, reduction=0.0):
+        trimmed, self.limit = self.limit, None
         k = self.parent
         # A failure that pruned k's model to the size of an earlier failure
         # from k repeats it (a threshold cliff: under the per-round cap a
         # smaller T often picks the same filters). The controller reports it
         # without retraining, so it lowers the ceiling without using up a
         # retry; the bracket tolerance still bounds such rounds.
-        repeat = any(model_of(earlier) == model_of(round_number) for earlier in k.failed_rounds)
+        # A trimmed round that repeats one counts: the limit did not take (a
+        # loop that ignores `reduction_limit`), so only retries bound it.
+        repeat = trimmed is None and any(
+            model_of(earlier) == model_of(round_number) for earlier in k.failed_rounds
+        )
         k.failed_rounds.append(round_number)
         k.ceiling = threshold if k.ceiling is None else min(k.ceiling, threshold)
+        if self.size_tolerance is not None:
+            known = k.failed_reduction
+            k.failed_reduction = reduction if known is None else min(known, reduction)
         if self.max_rollbacks == 0:
             return stop(f"{verdict}; max_rollbacks=0 allows no retry")
         if k.rollbacks >= self.max_rollbacks and not repeat:
             self.exhausted.append(k.round)
             return stop(f"{verdict}; round {k.round} was already retried {times(self.max_rollbacks)}")
-        following, phrase, _ = self._next(k, k.threshold)
+        following, phrase, _, limit = self._next(k, k.threshold)
         if following is None:
             return stop(f"{verdict}; {phrase}")
         k.rollbacks += 0 if repeat else 1
-        self.step = following - k.threshold
-        return rollback(
-            k.round,
-            following,
-            f"{verdict}: roll back to round {k.round}, T={following:.6g}, halfway between "
-            f"{k.threshold:.6g} and the failing T={k.ceiling:.6g}",
-        )
+        self.limit = limit
+        if limit is None:
+            self.step = following - k.threshold
+            phrase = f"T={following:.6g}, halfway between {k.threshold:.6g} and the failing T={k.ceiling:.6g}"
+        elif trimmed is None:
+            phrase = f"{phrase} (every T in the bracket prunes too much from this model)"
+        return rollback(k.round, following, f"{verdict}: roll back to round {k.round}, {phrase}")
+
+    def state_dict(self):
+        return {**super().state_dict(), "limit": self.limit}
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.limit = state.get("limit")  # states written before trimmed retries have none

@@ -48,6 +48,11 @@ class LineageEntry:
     # The smallest T known to fail from this model or an ancestor's; only
     # the bisecting search sets it.
     ceiling: float | None = None
+    # The reduction of the policy's size metric this round's model reached
+    # (a share of the baseline's), and the smallest reduction known to fail
+    # from this model or an ancestor's; only the bisecting search reads them.
+    reduction: float = 0.0
+    failed_reduction: float | None = None
 
 
 class PaperSearch:
@@ -77,6 +82,8 @@ class PaperSearch:
     """
 
     name = "paper"
+    # The paper's search never trims a round (see `BisectSearch.limit`).
+    limit = None
 
     def __init__(self, *, objective, step, initial_threshold, patience, min_relative_change,
                  max_rollbacks, step_growth=1.0):
@@ -101,7 +108,7 @@ class PaperSearch:
         self.lineage = [LineageEntry(0, self.initial_threshold, self.step, 0, False)]
         return self.initial_threshold
 
-    def _extend(self, round_number, threshold, moved):
+    def _extend(self, round_number, threshold, moved, reduction=0.0):
         """Appends an accepted round to the lineage with its convergence streak."""
         parent = self.parent
         if parent.round == 0:
@@ -109,7 +116,10 @@ class PaperSearch:
         else:
             armed = parent.armed or moved
             streak = parent.streak + 1 if armed and not moved else 0
-        entry = LineageEntry(round_number, threshold, self.step, streak, armed, ceiling=parent.ceiling)
+        entry = LineageEntry(
+            round_number, threshold, self.step, streak, armed, ceiling=parent.ceiling,
+            reduction=reduction, failed_reduction=parent.failed_reduction,
+        )
         self.lineage.append(entry)
         return entry
 
@@ -119,11 +129,15 @@ class PaperSearch:
             f"over {streak} acceptable rounds: converged"
         )
 
-    def accepted(self, round_number, threshold, moved, verdict):
-        """Algorithm 2, lines 8-13: an acceptable round; raise `T` by λ or stop."""
+    def accepted(self, round_number, threshold, moved, verdict, reduction=0.0):
+        """Algorithm 2, lines 8-13: an acceptable round; raise `T` by λ or stop.
+
+        `reduction` is the round's reduction of the size metric (a share of
+        the baseline's); the paper's search does not read it.
+        """
         if moved and self.step_growth > 1.0:
             self.step = min(self.step * self.step_growth, self.initial_step)
-        entry = self._extend(round_number, threshold, moved)
+        entry = self._extend(round_number, threshold, moved, reduction)
         if entry.streak >= self.patience:
             return self._converged(entry.streak)
         next_threshold = threshold + self.step
@@ -145,7 +159,7 @@ class PaperSearch:
             f"{self.parent.round}, raise T to {next_threshold:.6g} (step {self.step:.6g})",
         )
 
-    def rejected(self, round_number, threshold, verdict, model_of):
+    def rejected(self, round_number, threshold, verdict, model_of, reduction=0.0):
         """Algorithm 2, lines 16-23: roll back to the last round not yet exhausted.
 
         Args:
@@ -154,7 +168,10 @@ class PaperSearch:
             verdict: The phrase judging it, which starts the reason.
             model_of: `round -> (params, flops)`, to see which rounds hold
                 the same model.
+            reduction: The round's reduction of the size metric; the paper's
+                search does not read it.
         """
+        del reduction
         self.parent.failed_rounds.append(round_number)
         walked_past, same_model_rounds = [], []
         exhausted_model = None

@@ -47,8 +47,11 @@ class ReductionTarget(Policy, register=False):
 
     @property
     def reduction_limit(self) -> float:
-        """`reduction + tolerance`: the far edge of the target window."""
-        return min(self.reduction + self.tolerance, 1.0)
+        """`reduction + tolerance` (the far edge of the target window), or a
+        trimmed retry's smaller limit."""
+        window = min(self.reduction + self.tolerance, 1.0)
+        trimmed = self._search.limit
+        return window if trimmed is None else min(window, trimmed)
 
     def achieved_reduction(self, result: RoundResult) -> float:
         """Returns `1 - remaining / baseline` of the target metric for `result`."""
@@ -135,6 +138,9 @@ class ParamsTarget(ReductionTarget):
             then bisect the bracket; see `Policy`). Defaults to `"paper"`.
         threshold_tolerance: With `schedule="bisect"`, the bracket width at
             which the search stops, `> 0`. Defaults to `0.01`.
+        size_tolerance: With `schedule="bisect"`, the size bracket above
+            which trimmed retries follow a closed `T` bracket, in `(0, 1)`;
+            `None` bisects `T` only. Defaults to `0.02`.
 
     Raises:
         ConfigurationError: If an argument is outside its range.
@@ -153,12 +159,12 @@ class ParamsTarget(ReductionTarget):
                  initial_threshold=0.0, patience=defaults.PATIENCE, min_relative_change=0.001,
                  max_rollbacks=3, max_rounds=defaults.MAX_ROUNDS, step_growth=defaults.STEP_GROWTH,
                  metric=defaults.METRIC, mode=defaults.MODE, schedule=defaults.SCHEDULE,
-                 threshold_tolerance=0.01):
+                 threshold_tolerance=0.01, size_tolerance=defaults.SIZE_TOLERANCE):
         super().__init__(
             reduction, tolerance, step=step, initial_threshold=initial_threshold, patience=patience,
             min_relative_change=min_relative_change, max_rollbacks=max_rollbacks, max_rounds=max_rounds,
             step_growth=step_growth, metric=metric, mode=mode, schedule=schedule,
-            threshold_tolerance=threshold_tolerance,
+            threshold_tolerance=threshold_tolerance, size_tolerance=size_tolerance,
         )
 
 
@@ -203,6 +209,9 @@ class FlopsTarget(ReductionTarget):
             then bisect the bracket; see `Policy`). Defaults to `"paper"`.
         threshold_tolerance: With `schedule="bisect"`, the bracket width at
             which the search stops, `> 0`. Defaults to `0.01`.
+        size_tolerance: With `schedule="bisect"`, the size bracket above
+            which trimmed retries follow a closed `T` bracket, in `(0, 1)`;
+            `None` bisects `T` only. Defaults to `0.02`.
 
     Raises:
         ConfigurationError: If an argument is outside its range.
@@ -221,10 +230,10 @@ class FlopsTarget(ReductionTarget):
                  initial_threshold=0.0, patience=defaults.PATIENCE, min_relative_change=0.001,
                  max_rollbacks=3, max_rounds=defaults.MAX_ROUNDS, step_growth=defaults.STEP_GROWTH,
                  metric=defaults.METRIC, mode=defaults.MODE, schedule=defaults.SCHEDULE,
-                 threshold_tolerance=0.01):
+                 threshold_tolerance=0.01, size_tolerance=defaults.SIZE_TOLERANCE):
         super().__init__(
             reduction, tolerance, step=step, initial_threshold=initial_threshold, patience=patience,
             min_relative_change=min_relative_change, max_rollbacks=max_rollbacks, max_rounds=max_rounds,
             step_growth=step_growth, metric=metric, mode=mode, schedule=schedule,
-            threshold_tolerance=threshold_tolerance,
+            threshold_tolerance=threshold_tolerance, size_tolerance=size_tolerance,
         )
