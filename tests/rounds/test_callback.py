@@ -79,6 +79,8 @@ def test_callback_prunes_stops_and_leaves_the_accepted_model():
     assert best == records[-1]["best_round"] and best >= 1
     best_record = records[best]
     assert best_record["params_left"] < 1.0  # something was pruned
+    # Every pruned round was bound by the target's window, and its record says so.
+    assert all(r["reduction_limit"] == pytest.approx(0.33) for r in records[1:])
     # The model left is the best round's, exactly (round r ended at epoch r - 1).
     assert same_state(snapshot_state(pm), spy.ends[best - 1])
     assert tf_asap.count_cost(pm).effective_params == best_record["params"]

@@ -599,3 +599,4 @@ def test_the_trim_prices_the_policys_objective_when_thresholds_weigh_another(bas
     assert [r for r in result.rounds if r["decision"] == "rollback"] == []
     trimmed = result.rounds[2]
     assert trimmed["threshold"] == 5.0 and 0.0 < trimmed["flops_reduction"] <= 0.13 + 1e-9
+    assert trimmed["reduction_limit"] == pytest.approx(0.13)  # the round log says what bound it

@@ -235,6 +235,7 @@ class AdaptivePruning(keras.callbacks.Callback):
         self._rewind_state = None
         self._threshold = None
         self._pruned = 0
+        self._limit = None  # the reduction limit the current round was pruned under
         self._epochs_in_round = 0
         self._round_started = None
         self._finished = False
@@ -393,6 +394,7 @@ class AdaptivePruning(keras.callbacks.Callback):
             self.policy, result, decision, cost,
             epochs=epochs,
             pruned_channels=self._pruned,
+            reduction_limit=self._limit,
             wall_time_s=round(time.monotonic() - self._round_started, 3),
             rewinding=self.rewind,
             threshold_reference=self.threshold_reference,
@@ -436,9 +438,10 @@ class AdaptivePruning(keras.callbacks.Callback):
                 with self._journal.locked():
                     self._journal.write_manifest(self.policy)
         # The trim measures what the policy measures, whatever the thresholds weigh.
+        self._limit = self.policy.reduction_limit
         step = prune_filters(
             model, scores, decision.threshold, self.objective, self.threshold_reference,
-            max_reduction=self.policy.reduction_limit, max_fraction=self.max_fraction,
+            max_reduction=self._limit, max_fraction=self.max_fraction,
             reduction_objective=self.policy.objective,
         )
         self._threshold = decision.threshold

@@ -403,6 +403,7 @@ class RoundController:
             self.restore_round(decision.rollback_to)
         round_number = self.policy.next_round
         threshold = decision.threshold
+        limit = self.policy.reduction_limit  # a target's window or a trimmed retry's
         step = self._prune(threshold)
         retrain_epochs = self.epochs - self.rewind_epoch
         repeat, early_rejected = None, None
@@ -439,6 +440,7 @@ class RoundController:
             self.policy, result, decision, cost,
             epochs=retrain_epochs,
             pruned_channels=step.removed,
+            reduction_limit=limit,
             wall_time_s=round(time.monotonic() - started, 3),
             rewinding=self.rewinding,
             threshold_reference=self.journal.threshold_reference,
