@@ -131,7 +131,7 @@ def test_bisect_walks_down_a_threshold_cliff_without_spending_retries():
     # above 0.3 prunes less and passes.
     same, cliff = (OK, 1000, 1), (0.919, 742, 1)
     script = [same, same, same, (0.91, 488, 1), cliff, cliff, cliff, (0.925, 900, 1)]
-    policy = bisect(max_rollbacks=2)
+    policy = bisect(max_rollbacks=2, size_tolerance=None)  # bisection on T alone
     decisions = drive(policy, BASELINE, script)
     assert thresholds(decisions[4:9]) == pytest.approx([0.5, 0.4, 0.35, 0.325, 0.3375])
     assert [d.action for d in decisions[4:9]] == ["rollback"] * 4 + ["prune"]
@@ -164,7 +164,7 @@ def test_bisect_rounds_that_prune_nothing_inside_a_bracket_do_not_converge_the_r
     same = (OK, 880, 1)
     script = [(OK, 1000, 1), (OK, 1000, 1), (OK, 1000, 1), (BAD, 488, 1), (BAD, 742, 1), (BAD, 742, 1),
               (BAD, 742, 1), same, same, same, same, (OK, 800, 1)]
-    policy = bisect(patience=3)
+    policy = bisect(patience=3, size_tolerance=None)  # bisection on T alone
     decisions = drive(policy, BASELINE, script)
     assert thresholds(decisions[8:13]) == pytest.approx([0.3375, 0.34375, 0.35, 0.375, 0.425])
     assert [d.action for d in decisions[8:13]] == ["prune"] * 5
@@ -200,34 +200,44 @@ def test_a_bad_explicit_first_threshold_is_refused(value):
 
 
 # ----------------------------------------------------- trimmed retries (size bracket)
-def test_bisect_trims_the_failing_threshold_when_every_t_in_the_bracket_prunes_too_much():
+def test_bisect_trims_the_failing_threshold_when_a_smaller_t_repeats_the_failure():
     # As on resnet20: from round 1's model every T above its own prunes 70%
-    # of the params and fails (rounds 3 and 4 repeat round 2 for free). The
-    # T bracket closes; the size bracket [10%, 70%] is open, so the search
-    # retries the failing T trimmed to 40%, then bisects the size.
+    # of the params and fails (round 3 repeats round 2's masks). Bisecting T
+    # cannot help; the size bracket [10%, 70%] is open, so the search retries
+    # the failing T trimmed to 40%, then bisects the size.
     cliff = (BAD, 300, 1)
-    script = [(OK, 900, 1), cliff, cliff, cliff, (OK, 600, 1), (BAD, 450, 1), (OK, 525, 1),
-              (OK, 490, 1), (BAD, 470, 1)]
+    script = [(OK, 900, 1), cliff, cliff, (OK, 600, 1), (BAD, 450, 1), (OK, 525, 1), (OK, 490, 1),
+              (BAD, 470, 1)]
     policy = bisect(threshold_tolerance=0.03, initial_threshold=0.2, size_tolerance=0.02)
     decisions = [policy.start(BASELINE)]
     limits = []
-    for accuracy, params, flops in script:
+    for row in script:
         limits.append(policy.reduction_limit)
-        decisions += drive_on(policy, [(accuracy, params, flops)])
-    assert thresholds(decisions[:5]) == pytest.approx([0.2, 0.3, 0.25, 0.225, 0.225])
-    assert limits == pytest.approx([None, None, None, None, 0.4, 0.55, 0.475, 0.5125, 0.53], abs=1e-12)
-    assert (decisions[4].action, decisions[4].rollback_to) == ("rollback", 1)
-    assert decisions[4].reason == (
-        "accuracy drop 13.00% > 1.00%: roll back to round 1, T=0.225 trimmed to a params reduction "
+        decisions += drive_on(policy, [row])
+    assert thresholds(decisions[:5]) == pytest.approx([0.2, 0.3, 0.25, 0.25, 0.25])
+    assert limits == pytest.approx([None, None, None, 0.4, 0.55, 0.475, 0.5125, 0.53], abs=1e-12)
+    assert (decisions[3].action, decisions[3].rollback_to) == ("rollback", 1)
+    assert decisions[3].reason == (
+        "accuracy drop 13.00% > 1.00%: roll back to round 1, T=0.25 trimmed to a params reduction "
         "of at most 40.00%, halfway between this model's 10.00% and the failing 70.00% "
-        "(every T in the bracket prunes too much from this model)"
+        "(a smaller T pruned the same filters from this model)"
     )
-    assert decisions[5].reason.startswith("accuracy drop 0.00% <= 1.00%: T=0.225 trimmed to a params")
-    # Round 9 fails at 53% from round 8's 51%: within 2 points, and round 8
-    # has failed itself, so the run stops with round 8 (490 params).
-    assert decisions[-1].action == "stop" and decisions[-1].best_round == 8
+    assert decisions[4].reason.startswith("accuracy drop 0.00% <= 1.00%: T=0.25 trimmed to a params")
+    # Round 8 fails at 53% from round 7's 51%: within 2 points, and round 7
+    # has failed itself, so the run stops with round 7 (490 params).
+    assert decisions[-1].action == "stop" and decisions[-1].best_round == 7
     assert "within size_tolerance=2.00%: converged" in decisions[-1].reason
     assert policy.reduction_limit is None
+
+
+def test_bisect_trims_when_the_threshold_bracket_closes_on_distinct_failures():
+    # Failures of different sizes (no repeat) close the T bracket first.
+    script = [(OK, 900, 1), (BAD, 300, 1), (BAD, 350, 1), (BAD, 380, 1)]
+    policy = bisect(threshold_tolerance=0.03, initial_threshold=0.2)
+    decisions = drive(policy, BASELINE, script)
+    assert thresholds(decisions) == pytest.approx([0.2, 0.3, 0.25, 0.225, 0.225])
+    assert policy.reduction_limit == pytest.approx((0.1 + 0.62) / 2)
+    assert decisions[-1].reason.endswith("(every T in the bracket prunes too much from this model)")
 
 
 def test_bisect_without_a_size_tolerance_stops_at_a_closed_threshold_bracket():
@@ -242,9 +252,9 @@ def test_bisect_without_a_size_tolerance_stops_at_a_closed_threshold_bracket():
 def test_a_trimmed_retry_that_prunes_nothing_and_fails_ends_the_run():
     cliff = (BAD, 300, 1)
     policy = bisect(threshold_tolerance=0.03, initial_threshold=0.2)
-    decisions = drive(policy, BASELINE, [(OK, 900, 1), cliff, cliff, cliff, (BAD, 900, 1)])
+    decisions = drive(policy, BASELINE, [(OK, 900, 1), cliff, cliff, (BAD, 900, 1)])
     assert decisions[-1].action == "stop" and decisions[-1].best_round == 1
-    assert "nothing was pruned and the bracket T in [0.225, 0.225]" in decisions[-1].reason
+    assert "nothing was pruned and the bracket T in [0.25, 0.25]" in decisions[-1].reason
 
 
 def test_a_trimmed_retry_that_passes_well_short_of_its_limit_drops_the_stale_ceiling():
@@ -252,14 +262,14 @@ def test_a_trimmed_retry_that_passes_well_short_of_its_limit_drops_the_stale_cei
     # the trim allowed, so it passed untrimmed and T grows again.
     cliff = (BAD, 300, 1)
     policy = bisect(threshold_tolerance=0.03, initial_threshold=0.2)
-    decisions = drive(policy, BASELINE, [(OK, 900, 1), cliff, cliff, cliff, (OK, 800, 1)])
-    assert decisions[-1].action == "prune" and decisions[-1].threshold == pytest.approx(0.25)
+    decisions = drive(policy, BASELINE, [(OK, 900, 1), cliff, cliff, (OK, 800, 1)])
+    assert decisions[-1].action == "prune" and decisions[-1].threshold == pytest.approx(0.3)
     assert policy.state_dict()["lineage"][-1]["ceiling"] is None
     assert policy.reduction_limit is None
     # Reached 39.5% of a 40% limit: the trim took, the ceiling stays.
     policy = bisect(threshold_tolerance=0.03, initial_threshold=0.2)
-    drive(policy, BASELINE, [(OK, 900, 1), cliff, cliff, cliff, (OK, 605, 1)])
-    assert policy.state_dict()["lineage"][-1]["ceiling"] == pytest.approx(0.225)
+    drive(policy, BASELINE, [(OK, 900, 1), cliff, cliff, (OK, 605, 1)])
+    assert policy.state_dict()["lineage"][-1]["ceiling"] == pytest.approx(0.25)
 
 
 def test_trimmed_rounds_that_ignore_the_limit_are_bounded_by_max_rollbacks():
@@ -275,7 +285,7 @@ def test_trimmed_rounds_that_ignore_the_limit_are_bounded_by_max_rollbacks():
 def test_the_trim_limit_survives_a_state_round_trip():
     cliff = (BAD, 300, 1)
     policy = bisect(threshold_tolerance=0.03, initial_threshold=0.2)
-    drive(policy, BASELINE, [(OK, 900, 1), cliff, cliff, cliff])
+    drive(policy, BASELINE, [(OK, 900, 1), cliff, cliff])
     restored = Policy.from_state(json.loads(json.dumps(policy.state_dict())))
     assert restored.reduction_limit == pytest.approx(0.4) == policy.reduction_limit
     assert drive_on(restored, [(OK, 600, 1)]) == drive_on(policy, [(OK, 600, 1)])

@@ -31,8 +31,9 @@ the rounds differently:
    alike and bisecting `T` cannot find the sizes in between. So the search
    also keeps a *size bracket*: the model's own reduction of the size
    metric and the smallest reduction known to fail from it or an ancestor.
-   When the `T` bracket is narrower than `threshold_tolerance` but the size
-   bracket is wider than `size_tolerance`, the next round prunes with the
+   When the `T` bracket is narrower than `threshold_tolerance`, or a smaller
+   `T` has just repeated a failure's masks (the cliff of step 6), but the
+   size bracket is wider than `size_tolerance`, the next round prunes with the
    failing `T` *trimmed* to the middle of the size bracket: the pruning step
    gives back the filters pruned with the least confidence until the
    reduction is at most that (`limit`, read by the controller through the
@@ -98,18 +99,20 @@ class BisectSearch(PaperSearch):
     def _narrow(self, floor, ceiling):
         return ceiling - floor <= self.threshold_tolerance + ROUNDING_SLACK
 
-    def _next(self, entry, threshold):
+    def _next(self, entry, threshold, stuck=False):
         """`(next T, phrase, grows, limit)` from `entry`'s model after a round at `threshold`.
 
         `None` in place of `T` when `entry`'s own bracket is closed: the run
         has converged and the phrase says why. `limit` is the reduction the
-        next round is trimmed to, or `None`.
+        next round is trimmed to, or `None`. `stuck`: a smaller `T` just
+        pruned the same masks as a larger one (a cliff), so the size is
+        bisected at once instead of `T`.
         """
         ceiling = entry.ceiling
         if ceiling is None:
             following = threshold + self.step
             return following, f"raise T to {following:.6g} (step {self.step:.6g})", True, None
-        if not self._narrow(threshold, ceiling):
+        if not (stuck and self._size_open(entry)) and not self._narrow(threshold, ceiling):
             following = (threshold + ceiling) / 2.0
             return following, f"T={following:.6g}, halfway to the failing T={ceiling:.6g}", False, None
         if self._size_open(entry):
@@ -204,7 +207,7 @@ class BisectSearch(PaperSearch):
         if k.rollbacks >= self.max_rollbacks and not repeat:
             self.exhausted.append(k.round)
             return stop(f"{verdict}; round {k.round} was already retried {times(self.max_rollbacks)}")
-        following, phrase, _, limit = self._next(k, k.threshold)
+        following, phrase, _, limit = self._next(k, k.threshold, stuck=repeat)
         if following is None:
             return stop(f"{verdict}; {phrase}")
         k.rollbacks += 0 if repeat else 1
@@ -213,7 +216,8 @@ class BisectSearch(PaperSearch):
             self.step = following - k.threshold
             phrase = f"T={following:.6g}, halfway between {k.threshold:.6g} and the failing T={k.ceiling:.6g}"
         elif trimmed is None:
-            phrase = f"{phrase} (every T in the bracket prunes too much from this model)"
+            phrase = f"{phrase} (a smaller T pruned the same filters from this model)" if repeat else (
+                f"{phrase} (every T in the bracket prunes too much from this model)")
         return rollback(k.round, following, f"{verdict}: roll back to round {k.round}, {phrase}")
 
     def state_dict(self):
