@@ -220,7 +220,7 @@ def test_bisect_trims_the_failing_threshold_when_a_smaller_t_repeats_the_failure
     assert decisions[3].reason == (
         "accuracy drop 13.00% > 1.00%: roll back to round 1, T=0.25 trimmed to a params reduction "
         "of at most 40.00%, halfway between this model's 10.00% and the failing 70.00% "
-        "(a smaller T pruned the same filters from this model)"
+        "(a smaller T removed as much as a failing one)"
     )
     assert decisions[4].reason.startswith("accuracy drop 0.00% <= 1.00%: T=0.25 trimmed to a params")
     # Round 8 fails at 53% from round 7's 51%: within 2 points, and round 7
@@ -315,3 +315,21 @@ def test_trimmed_retries_reach_the_knee_of_a_model_whose_scores_drift(knee):
 def test_a_bad_size_tolerance_is_refused(value):
     with pytest.raises(ConfigurationError, match="size_tolerance"):
         bisect(size_tolerance=value)
+
+
+def test_the_resnet20_run_goes_to_a_trimmed_retry_after_its_first_failure_from_the_best_round():
+    # FLOPs removed per round of the run that motivated trimming (2026-12-07,
+    # FLOPs-weighted, 4-point bound): T=1.9 failed at 84.7% from round 4,
+    # T=1.5 passed at 77.4%, T=1.7 from that model failed at 90.9%: more than
+    # the larger T did from round 4. Bisecting T further tried 1.6 (90.7%),
+    # 1.55 ...; now the next round is T=1.7 trimmed to the size bracket's middle.
+    removed = [0.007, 0.009, 0.189, 0.526, 0.847, 0.774, 0.909]
+    ok = [True, True, True, True, False, True, False]
+    policy = AccuracyGuaranteed(max_accuracy_drop=0.04, minimize="flops", schedule="bisect", step=0.1)
+    decisions = [policy.start(BASELINE, initial_threshold=0.4)]
+    for passed, reduction in zip(ok, removed):
+        flops = round(100_000 * (1 - reduction))
+        decisions += drive_on(policy, [(OK if passed else BAD, flops // 100, flops)])
+    assert thresholds(decisions) == pytest.approx([0.4, 0.5, 0.7, 1.1, 1.9, 1.5, 1.7, 1.7])
+    assert (decisions[-1].action, decisions[-1].rollback_to) == ("rollback", 6)
+    assert policy.reduction_limit == pytest.approx((0.774 + 0.847) / 2)

@@ -31,9 +31,11 @@ the rounds differently:
    alike and bisecting `T` cannot find the sizes in between. So the search
    also keeps a *size bracket*: the model's own reduction of the size
    metric and the smallest reduction known to fail from it or an ancestor.
-   When the `T` bracket is narrower than `threshold_tolerance`, or a smaller
-   `T` has just repeated a failure's masks (the cliff of step 6), but the
-   size bracket is wider than `size_tolerance`, the next round prunes with the
+   When the `T` bracket is narrower than `threshold_tolerance`, or a `T`
+   below a failing one has just failed removing as much (within
+   `size_tolerance`; a repeat of its masks, the cliff of step 6, is the
+   extreme case), but the size bracket is wider than `size_tolerance`, the
+   next round prunes with the
    failing `T` *trimmed* to the middle of the size bracket: the pruning step
    gives back the filters pruned with the least confidence until the
    reduction is at most that (`limit`, read by the controller through the
@@ -105,8 +107,8 @@ class BisectSearch(PaperSearch):
         `None` in place of `T` when `entry`'s own bracket is closed: the run
         has converged and the phrase says why. `limit` is the reduction the
         next round is trimmed to, or `None`. `stuck`: a smaller `T` just
-        pruned the same masks as a larger one (a cliff), so the size is
-        bisected at once instead of `T`.
+        removed as much as a larger one that failed (within `size_tolerance`),
+        so the size is bisected at once instead of `T`.
         """
         ceiling = entry.ceiling
         if ceiling is None:
@@ -199,15 +201,20 @@ class BisectSearch(PaperSearch):
         )
         k.failed_rounds.append(round_number)
         k.ceiling = threshold if k.ceiling is None else min(k.ceiling, threshold)
+        # Stuck: this T, below a failing one, removed about as much or more
+        # (a repeat, or scores that drifted): T does not resolve the size here.
+        stuck = repeat
         if self.size_tolerance is not None:
             known = k.failed_reduction
+            stuck = stuck or (trimmed is None and known is not None
+                              and reduction >= known - self.size_tolerance - ROUNDING_SLACK)
             k.failed_reduction = reduction if known is None else min(known, reduction)
         if self.max_rollbacks == 0:
             return stop(f"{verdict}; max_rollbacks=0 allows no retry")
         if k.rollbacks >= self.max_rollbacks and not repeat:
             self.exhausted.append(k.round)
             return stop(f"{verdict}; round {k.round} was already retried {times(self.max_rollbacks)}")
-        following, phrase, _, limit = self._next(k, k.threshold, stuck=repeat)
+        following, phrase, _, limit = self._next(k, k.threshold, stuck=stuck)
         if following is None:
             return stop(f"{verdict}; {phrase}")
         k.rollbacks += 0 if repeat else 1
@@ -216,7 +223,7 @@ class BisectSearch(PaperSearch):
             self.step = following - k.threshold
             phrase = f"T={following:.6g}, halfway between {k.threshold:.6g} and the failing T={k.ceiling:.6g}"
         elif trimmed is None:
-            phrase = f"{phrase} (a smaller T pruned the same filters from this model)" if repeat else (
+            phrase = f"{phrase} (a smaller T removed as much as a failing one)" if stuck else (
                 f"{phrase} (every T in the bracket prunes too much from this model)")
         return rollback(k.round, following, f"{verdict}: roll back to round {k.round}, {phrase}")
 
