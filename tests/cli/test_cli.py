@@ -392,6 +392,10 @@ def test_search_and_retraining_flags_reach_the_policy_and_the_controller():
         "--distill-alpha", "0.3", "--distill-temperature", "2", "--final-epochs", "3",
     )
     assert prune_settings.make_policy(settings).schedule == "bisect"
+    assert prune_settings.make_policy(settings).size_tolerance == tf_asap.defaults.SIZE_TOLERANCE
+    for text, value in (("none", None), ("5%", 0.05)):
+        tolerance = _prune_settings("--params-reduction", "50%", "--size-tolerance", text)
+        assert prune_settings.make_policy(tolerance).size_tolerance == value
     assert prune_settings.engine_options(settings) == {
         "max_fraction": None, "scan_samples": 256, "early_rejection": False,
         "retrain": "masked", "final_epochs": 3,
@@ -413,6 +417,7 @@ def test_engine_flags_not_given_keep_the_library_defaults():
     [
         (["--max-fraction", "0"], "argument --max-fraction: must be above 0"),
         (["--max-fraction", "lots"], "argument --max-fraction: expected a fraction"),
+        (["--size-tolerance", "wide"], "argument --size-tolerance: expected a fraction"),
         (["--retrain", "fast"], "argument --retrain: invalid choice"),
         (["--scan-samples", "-1"], "argument --scan-samples: must be an integer >= 0"),
         (["--final-epochs", "x"], "argument --final-epochs"),
@@ -485,6 +490,7 @@ def test_prune_help_states_the_library_defaults(capsys):
         "--retrain": _signature_default(controller, "retrain"),
         "--final-epochs": _signature_default(controller, "final_epochs"),
         "--schedule": _signature_default(AccuracyGuaranteed, "schedule"),
+        "--size-tolerance": _signature_default(AccuracyGuaranteed, "size_tolerance"),
         "--max-rounds": accuracy.max_rounds,
         "--patience": _signature_default(AccuracyGuaranteed, "patience"),
         "--metric": accuracy.metric,

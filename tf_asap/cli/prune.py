@@ -128,6 +128,11 @@ def add_search_flags(group, shown=ENGINE_DEFAULTS):
     group.add_argument("--max-fraction", type=max_fraction, default=None,
                        help="largest share of a group's live channels one round removes, or "
                        f"none for the paper's rule (default: {defaults.MAX_FRACTION})")
+    group.add_argument("--size-tolerance", type=max_fraction, default=None,
+                       help="with --schedule bisect: the size bracket (share of the baseline's "
+                       "params or FLOPs) above which a failing threshold is retried trimmed to "
+                       f"the bracket's middle, or none to bisect the threshold only "
+                       f"(default: {defaults.SIZE_TOLERANCE})")
     group.add_argument("--scan-samples", type=non_negative_int, default=None,
                        help="with --schedule bisect and --max-accuracy-drop: validation images of "
                        "the scan that sizes round 1's threshold; 0 turns it off "

@@ -20,7 +20,8 @@ KEYS = (
     "epochs", "epochs_per_round", "learning_rate", "batch_size", "limit",
     "validation_limit", "calibration_samples", "max_rounds", "step",
     "tolerance", "patience", "seed", "step_growth", "validation_split",
-    "test_data", "test_limit", "metric", "mode", "schedule", "max_fraction", "scan_samples",
+    "test_data", "test_limit", "metric", "mode", "schedule", "max_fraction", "size_tolerance",
+    "scan_samples",
     "early_rejection", "retrain", "distill", "distill_alpha", "distill_temperature",
     "final_epochs",
 )
@@ -218,6 +219,8 @@ def make_policy(settings):
             policy_class, common["reduction"] = policies.ParamsTarget, settings["params_reduction"]
         else:
             policy_class, common["reduction"] = policies.FlopsTarget, settings["flops_reduction"]
+    if settings.get("size_tolerance") is not None:
+        common["size_tolerance"] = None if settings["size_tolerance"] == "none" else settings["size_tolerance"]
     _check_metric_support(policy_class, common)
     return policy_class(**common)
 
