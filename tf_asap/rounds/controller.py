@@ -465,8 +465,7 @@ class RoundController:
     def _prune(self, threshold):
         """Scores the filters and sets this round's masks (Algorithm 1, line 5)."""
         scores = self._scores()
-        # The trim measures what the policy measures, whatever the thresholds weigh.
-        return prune_filters(
+        return prune_filters(  # the trim is priced in the policy's objective
             self.model, scores, threshold, self.objective, self.journal.threshold_reference,
             max_reduction=self.policy.reduction_limit, max_fraction=self.max_fraction,
             reduction_objective=self.policy.objective,
