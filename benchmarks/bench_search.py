@@ -92,6 +92,7 @@ from tf_asap.pruning.importance import get_criterion  # noqa: E402
 from tf_asap.pruning.policies import AccuracyGuaranteed  # noqa: E402
 from tf_asap.pruning.thresholds import ratio_masks  # noqa: E402
 from tf_asap.rounds.controller import RoundController  # noqa: E402
+from tf_asap.rounds.run_directory import read_round_log  # noqa: E402
 from tf_asap.rounds.training import split_validation  # noqa: E402
 from paper_studies.baselines import read_baseline  # noqa: E402 - benchmarks/ is on sys.path
 
@@ -135,6 +136,10 @@ def parse_args(argv=None):
                         "fine-tune it for the same wall time (isolates the rounds' recovery)")
     parser.add_argument("--work-dir", default=os.path.join("benchmarks", "work", "search"))
     parser.add_argument("--results", default=os.path.join("benchmarks", "results", "search.json"))
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the adaptive run in --work-dir (killed, e.g. by a time "
+                             "limit) instead of starting over; its wall time adds the rounds "
+                             "already logged (time lost in an unfinished step is not counted)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes that check the harness, not a result")
     args = parser.parse_args(argv)
@@ -164,7 +169,11 @@ def accuracy_on(model, data):
 
 def run_adaptive(args, train, validation, test):
     run_dir = os.path.join(args.work_dir, "adaptive")
-    shutil.rmtree(run_dir, ignore_errors=True)  # a timed run starts from nothing
+    logged = 0.0
+    if args.resume:
+        logged = sum(r.get("wall_time_s", 0.0) for r in read_round_log(run_dir))
+    else:
+        shutil.rmtree(run_dir, ignore_errors=True)  # a timed run starts from nothing
     keras.utils.set_random_seed(args.seed)
     steps = math.ceil(len(train[1]) / args.batch_size)
     optimizer = recipe.paper_optimizer(args.epochs, steps, learning_rate=args.learning_rate)
@@ -180,7 +189,7 @@ def run_adaptive(args, train, validation, test):
         final_epochs=args.final_epochs, verbose=0,
     )
     result = controller.run()
-    seconds = time.perf_counter() - started
+    seconds = logged + time.perf_counter() - started
     best = result.best
     return result, {
         "method": f"adaptive {'bisect+scan' if args.schedule == 'bisect' else 'paper'}+slim"
