@@ -278,8 +278,7 @@ def run_fixed_rate(args, method, budget_s, train, validation, test):
     while epoch_s is None or (time.perf_counter() - started + (1 + args.final_epochs) * epoch_s
                               <= budget_s):
         prunable = make_prunable(current)
-        scores = get_criterion(criterion).score(prunable, train[0][:1024])
-        apply_masks(prunable, ratio_masks(prunable, scores, args.fixed_rate, scope="group"))
+        apply_masks(prunable, one_shot_masks(criterion, args.fixed_rate, train[0][:1024], args.seed)(prunable))
         cost = count_cost(prunable)
         current = slim(prunable)
         rate = keras.optimizers.schedules.CosineDecay(args.learning_rate / 10, steps)

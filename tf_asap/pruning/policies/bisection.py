@@ -35,8 +35,8 @@ the rounds differently:
    below a failing one has just failed removing as much (within
    `size_tolerance`; a repeat of its masks, the cliff of step 6, is the
    extreme case), but the size bracket is wider than `size_tolerance`, the
-   next round prunes with the
-   failing `T` *trimmed* to the middle of the size bracket: the pruning step
+   next round prunes with the failing `T` *trimmed* to the middle of the
+   size bracket: the pruning step
    gives back the filters pruned with the least confidence until the
    reduction is at most that (`limit`, read by the controller through the
    policy's `reduction_limit`). A trimmed round that passes becomes the new
