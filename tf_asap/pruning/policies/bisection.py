@@ -114,15 +114,16 @@ class BisectSearch(PaperSearch):
         if ceiling is None:
             following = threshold + self.step
             return following, f"raise T to {following:.6g} (step {self.step:.6g})", True, None
-        if not (stuck and self._size_open(entry)) and not self._narrow(threshold, ceiling):
+        size_open = self._size_open(entry)
+        if not (stuck and size_open) and not self._narrow(threshold, ceiling):
             following = (threshold + ceiling) / 2.0
             return following, f"T={following:.6g}, halfway to the failing T={ceiling:.6g}", False, None
-        if self._size_open(entry):
-            limit = (entry.reduction + entry.failed_reduction) / 2.0
+        if size_open:
+            low, high = self._size_bracket(entry)
+            limit = (low + high) / 2.0
             return ceiling, (
                 f"T={ceiling:.6g} trimmed to a {self.objective} reduction of at most {percent(limit)}, "
-                f"halfway between this model's {percent(entry.reduction)} and the failing "
-                f"{percent(entry.failed_reduction)}"
+                f"halfway between this model's {percent(low)} and the failing {percent(high)}"
             ), False, limit
         if entry.failed_rounds:
             return None, (
@@ -131,18 +132,24 @@ class BisectSearch(PaperSearch):
             ), False, None
         return ceiling, f"T={ceiling:.6g}: retry the failing T of an earlier model on this one", False, None
 
+    def _size_bracket(self, entry):
+        """`(entry's reduction, the smallest failing one)`, or `None` when sizes are not bisected."""
+        if self.size_tolerance is None or entry.failed_reduction is None:
+            return None
+        return entry.reduction, entry.failed_reduction
+
     def _size_open(self, entry):
         """Whether `entry`'s size bracket is wider than `size_tolerance`."""
-        if self.size_tolerance is None or entry.failed_reduction is None:
-            return False
-        return entry.failed_reduction - entry.reduction > self.size_tolerance + ROUNDING_SLACK
+        bracket = self._size_bracket(entry)
+        return bracket is not None and bracket[1] - bracket[0] > self.size_tolerance + ROUNDING_SLACK
 
     def _size_phrase(self, entry):
-        if self.size_tolerance is None or entry.failed_reduction is None:
+        bracket = self._size_bracket(entry)
+        if bracket is None:
             return ""
         return (
-            f" and the {self.objective} reduction in [{percent(entry.reduction)}, "
-            f"{percent(entry.failed_reduction)}] within size_tolerance={percent(self.size_tolerance)}"
+            f" and the {self.objective} reduction in [{percent(bracket[0])}, {percent(bracket[1])}]"
+            f" within size_tolerance={percent(self.size_tolerance)}"
         )
 
     def accepted(self, round_number, threshold, moved, verdict, reduction=0.0):
