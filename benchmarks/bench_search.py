@@ -11,6 +11,9 @@ images, test accuracy on `--test-images` test images (reported only):
    and `--final-epochs` of fine-tuning of the chosen round; learning-rate
    rewinding over the last `--epochs-per-round` epochs of an `--epochs`
    schedule. Its wall time `W` is the budget of the others.
+   `--adaptive-criterion l1` (each group's L1 norms over their mean, so the
+   global threshold ranks within each layer, as the paper's ILP) or
+   `random` runs the same search on another criterion.
 2. **one-shot**: for each `--fractions f`, `f` of every channel group's
    filters with the lowest activation attention are removed at once
    (`ratio_masks(scope="group")`), the slimmed model is fine-tuned with SGD
@@ -95,6 +98,7 @@ from tf_asap.rounds.controller import RoundController  # noqa: E402
 from tf_asap.rounds.run_directory import read_round_log  # noqa: E402
 from tf_asap.rounds.training import split_validation  # noqa: E402
 from paper_studies.baselines import read_baseline  # noqa: E402 - benchmarks/ is on sys.path
+from paper_studies.pruning import criterion_of  # noqa: E402
 
 # The shipped vgg_small baseline; `--baseline` names another `tf-asap train` directory.
 DEFAULT_BASELINE = os.path.join("saved_models", "fashion_mnist_cnn")
@@ -125,6 +129,11 @@ def parse_args(argv=None):
                         help="what the layer-aware thresholds weigh layers by")
     parser.add_argument("--fractions", type=float, nargs="*", default=[0.3, 0.4, 0.5, 0.6],
                         help="one-shot fractions per group (none: the adaptive run only)")
+    parser.add_argument("--adaptive-criterion", choices=("attention", "l1", "random"),
+                        default="attention",
+                        help="what the adaptive run scores filters by: attention (the paper's), "
+                        "l1 (each group's L1 norms divided by their mean, so the global threshold "
+                        "ranks within each layer, as the paper's ILP) or random (seeded)")
     parser.add_argument("--criteria", nargs="+", choices=("attention", "l1", "random"),
                         default=["attention"],
                         help="the criteria one-shot pruning ranks filters by, each at every fraction")
@@ -183,6 +192,7 @@ def run_adaptive(args, train, validation, test):
         AccuracyGuaranteed(max_accuracy_drop=args.max_accuracy_drop, schedule=args.schedule,
                            max_rounds=args.max_rounds, minimize=args.minimize),
         train, validation, run_dir=run_dir, epochs=args.epochs,
+        criterion=criterion_of(args.adaptive_criterion, seed=args.seed),
         rewind_epoch=args.epochs - args.epochs_per_round, batch_size=args.batch_size,
         optimizer=optimizer, test_data=test, retrain="slim",
         distillation=None if args.no_distill else {"alpha": 0.5, "temperature": 4.0},
@@ -195,6 +205,7 @@ def run_adaptive(args, train, validation, test):
         "method": f"adaptive {'bisect+scan' if args.schedule == 'bisect' else 'paper'}+slim"
         + ("" if args.no_distill else "+distil")
         + ("" if args.minimize == "params" else f"+{args.minimize}")
+        + ("" if args.adaptive_criterion == "attention" else f"+{args.adaptive_criterion}")
         + f"+{args.final_epochs} final", "params_reduction": best["params_reduction"],
         "flops_reduction": best["flops_reduction"],
         "test_accuracy": result.test["final"], "wall_s": seconds,
