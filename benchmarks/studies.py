@@ -128,10 +128,10 @@ def main(argv=None):
                "fixed-rate": fixed_rate.study_fixed_rate,
                "unstructured": unstructured.study_unstructured, "trace": trace.study_trace}
     for name in STUDIES if args.study == "all" else (args.study,):
-        started = time.monotonic()
+        started, load = time.monotonic(), os.getloadavg()[0]
         header, rows, notes = runners[name](context, models, args.methods)
         tables.write_outputs(context, name, header, rows, notes, command,
-                             time.monotonic() - started, args.record, RESULTS_MD)
+                             time.monotonic() - started, args.record, RESULTS_MD, load)
     return 0
 
 

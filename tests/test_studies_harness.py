@@ -194,6 +194,24 @@ def test_study_tables_go_before_the_stale_history_of_results_md(tmp_path):
     assert text.endswith("old\n")
 
 
+def test_a_recorded_table_says_how_busy_the_machine_was(tmp_path, monkeypatch):
+    import types
+
+    from paper_studies import tables
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (5.5, 0.0, 0.0))
+    context = types.SimpleNamespace(budget=budgets.BUDGETS["default"], seeds=[0],
+                                    results=str(tmp_path))
+    results_md = tmp_path / "RESULTS.md"
+    results_md.write_text("# Results\n\n## History: stale\n")
+    tables.write_outputs(context, "mapping", ["model", "wall s"], [["vgg_small", "12"]], [],
+                         "python benchmarks/studies.py mapping", 12.0, True, str(results_md),
+                         load_before=0.4)
+    for text in ((tmp_path / "mapping.md").read_text(), results_md.read_text()):
+        assert "load average 0.4 at the start and 5.5 at the end" in text
+        assert "shared with other jobs while measured" not in text  # measured, not assumed
+
+
 @pytest.fixture(scope="module")
 def tiny_context(tmp_path_factory):
     """A context on a tiny baseline (256 images, 1 epoch) trained once for these tests."""

@@ -147,9 +147,18 @@ def record_in_results(path, section):
     os.replace(path + ".tmp", path)
 
 
-def write_outputs(context, study, header, rows, notes, command, elapsed, record, results_md):
+def machine_load(load_before):
+    """How busy the machine was: the 1-minute load average at a study's start and end."""
+    cores = os.cpu_count() or 1
+    return (f"1-minute load average {load_before:.1f} at the start and {os.getloadavg()[0]:.1f} "
+            f"at the end (the study itself accounts for up to {cores}; more means other jobs "
+            "shared the cores and wall times are inflated)")
+
+
+def write_outputs(context, study, header, rows, notes, command, elapsed, record, results_md,
+                  load_before):
     """Writes `<results>/<budget>/<study>.md`, prints the table, and (when `record`)
-    appends it to `results_md` with the command, the machine and the date."""
+    appends it to `results_md` with the command, the machine, its load and the date."""
     today = datetime.date.today().isoformat()
     smoke = ("**SMOKE RUN: these numbers check the harness and mean nothing; never quote "
              "them.**\n\n" if context.budget.is_smoke_run else "")
@@ -162,8 +171,8 @@ def write_outputs(context, study, header, rows, notes, command, elapsed, record,
         *[f"- {note}" for note in notes if note],
         "",
         f"Command: `{command}`  ",
-        f"Machine: {machine()}; shared with other jobs while measured, so wall times "
-        f"and latencies are noisy. Date: {today}. This invocation took {elapsed:.0f} s "
+        f"Machine: {machine()}; {machine_load(load_before)}. Date: {today}. "
+        f"This invocation took {elapsed:.0f} s "
         "(cases done earlier are reused, not re-timed; each row's wall time is its own).  ",
     ]
     if os.path.exists(os.path.join(context.results, f"{study}.png")):
