@@ -13,7 +13,8 @@ images, test accuracy on `--test-images` test images (reported only):
    schedule. Its wall time `W` is the budget of the others.
    `--adaptive-criterion l1` (each group's L1 norms over their mean, so the
    global threshold ranks within each layer, as the paper's ILP) or
-   `random` runs the same search on another criterion.
+   `random` runs the same search on another criterion; `--round-to N` makes
+   every pruned layer keep a multiple of N channels (the runtime's block).
 2. **one-shot**: for each `--fractions f`, `f` of every channel group's
    filters with the lowest activation attention are removed at once
    (`ratio_masks(scope="group")`), the slimmed model is fine-tuned with SGD
@@ -134,6 +135,9 @@ def parse_args(argv=None):
                         help="what the adaptive run scores filters by: attention (the paper's), "
                         "l1 (each group's L1 norms divided by their mean, so the global threshold "
                         "ranks within each layer, as the paper's ILP) or random (seeded)")
+    parser.add_argument("--round-to", type=int, default=None, metavar="N",
+                        help="the adaptive run keeps a multiple of N channels in every pruned "
+                        "layer (RoundController's round_to)")
     parser.add_argument("--criteria", nargs="+", choices=("attention", "l1", "random"),
                         default=["attention"],
                         help="the criteria one-shot pruning ranks filters by, each at every fraction")
@@ -196,7 +200,7 @@ def run_adaptive(args, train, validation, test):
         rewind_epoch=args.epochs - args.epochs_per_round, batch_size=args.batch_size,
         optimizer=optimizer, test_data=test, retrain="slim",
         distillation=None if args.no_distill else {"alpha": 0.5, "temperature": 4.0},
-        final_epochs=args.final_epochs, verbose=0,
+        final_epochs=args.final_epochs, round_to=args.round_to, verbose=0,
     )
     result = controller.run()
     seconds = logged + time.perf_counter() - started
@@ -206,6 +210,7 @@ def run_adaptive(args, train, validation, test):
         + ("" if args.no_distill else "+distil")
         + ("" if args.minimize == "params" else f"+{args.minimize}")
         + ("" if args.adaptive_criterion == "attention" else f"+{args.adaptive_criterion}")
+        + ("" if args.round_to is None else f"+round-to-{args.round_to}")
         + f"+{args.final_epochs} final", "params_reduction": best["params_reduction"],
         "flops_reduction": best["flops_reduction"],
         "test_accuracy": result.test["final"], "wall_s": seconds,

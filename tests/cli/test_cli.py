@@ -390,6 +390,7 @@ def test_search_and_retraining_flags_reach_the_policy_and_the_controller():
         "--max-accuracy-drop", "1%", "--schedule", "bisect", "--max-fraction", "none",
         "--scan-samples", "256", "--no-early-rejection", "--retrain", "masked", "--distill",
         "--distill-alpha", "0.3", "--distill-temperature", "2", "--final-epochs", "3",
+        "--round-to", "8",
     )
     assert prune_settings.make_policy(settings).schedule == "bisect"
     assert prune_settings.make_policy(settings).size_tolerance == tf_asap.defaults.SIZE_TOLERANCE
@@ -398,7 +399,7 @@ def test_search_and_retraining_flags_reach_the_policy_and_the_controller():
         assert prune_settings.make_policy(tolerance).size_tolerance == value
     assert prune_settings.engine_options(settings) == {
         "max_fraction": None, "scan_samples": 256, "early_rejection": False,
-        "retrain": "masked", "final_epochs": 3,
+        "retrain": "masked", "final_epochs": 3, "round_to": 8,
         "distillation": {"alpha": 0.3, "temperature": 2.0},
     }
 
@@ -420,6 +421,7 @@ def test_engine_flags_not_given_keep_the_library_defaults():
         (["--size-tolerance", "wide"], "argument --size-tolerance: expected a fraction"),
         (["--retrain", "fast"], "argument --retrain: invalid choice"),
         (["--scan-samples", "-1"], "argument --scan-samples: must be an integer >= 0"),
+        (["--round-to", "0"], "argument --round-to: must be an integer >= 1"),
         (["--final-epochs", "x"], "argument --final-epochs"),
     ],
 )

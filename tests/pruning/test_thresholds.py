@@ -347,3 +347,73 @@ def test_max_reduction_is_priced_in_the_reduction_objective(priced):
 def test_a_bad_reduction_objective_gets_a_clear_error():
     with pytest.raises(ConfigurationError, match="reduction_objective"):
         threshold_masks(two_convs(), SCORES, 1e9, max_reduction=0.1, reduction_objective="latency")
+
+
+def _top_by_score(scores, count):
+    """Indices of the `count` highest scores (ties: the lower index)."""
+    order = np.lexsort((np.arange(len(scores)), -scores))
+    return set(order[:count].tolist())
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    threshold=st.floats(0.0, 4.0),
+    round_to=st.integers(1, 12),
+    max_fraction=st.sampled_from([None, 0.5]),
+)
+def test_round_to_keeps_a_multiple_of_the_best_channels_or_all_of_them(seed, threshold, round_to, max_fraction):
+    model = RESNET_FOR_ROUNDING
+    rng = np.random.default_rng(seed)
+    groups = [g for g in tf_asap.channel_groups(model) if g.prunable]
+    scores = {g.name: rng.uniform(0.01, 1.0, g.size) for g in groups}
+    reference = attention_reference(scores)
+    exact = threshold_masks(model, scores, threshold, reference=reference, max_fraction=max_fraction)
+    rounded = threshold_masks(
+        model, scores, threshold, reference=reference, max_fraction=max_fraction, round_to=round_to
+    )
+    for group in groups:
+        keep, kept = rounded[group.name], int(rounded[group.name].sum())
+        assert kept % round_to == 0 or kept == group.size
+        # Only gives channels back, and no more than one block.
+        assert np.all(keep | ~exact[group.name])
+        assert kept - int(exact[group.name].sum()) < round_to
+        assert set(np.flatnonzero(keep).tolist()) == _top_by_score(scores[group.name], kept)
+
+
+RESNET_FOR_ROUNDING = tf_asap.make_prunable(resnet20(input_shape=(8, 8, 3), blocks=2, widths=(12, 20, 24)))
+
+
+def test_round_to_by_hand():
+    # T = 0 prunes nothing, a high T prunes conv1 to its min_filters (1) and
+    # conv2 to 1: rounded up to 2, the best-scoring channels stay.
+    model = two_convs()
+    masks = threshold_masks(model, SCORES, 10.0, max_fraction=None, round_to=2)
+    assert masks["conv1"].tolist() == [True, False, True, False]
+    assert masks["conv2"].tolist() == [False, True, False, False, True]
+    # 5 live channels cannot be rounded up to 6: a group keeps all it has.
+    masks = threshold_masks(model, SCORES, 0.0, round_to=4)
+    assert masks["conv2"].all() and masks["conv1"].all()
+
+
+def test_round_to_keeps_max_reduction_and_shapes_ratio_masks():
+    model = tf_asap.make_prunable(resnet20(input_shape=(8, 8, 3), blocks=2, widths=(12, 20, 24)))
+    groups = [g for g in tf_asap.channel_groups(model) if g.prunable]
+    rng = np.random.default_rng(3)
+    scores = {g.name: rng.uniform(0.01, 1.0, g.size) for g in groups}
+    masks = threshold_masks(
+        model, scores, 2.0, reference=attention_reference(scores), max_reduction=0.3, round_to=8
+    )
+    assert tf_asap.count_cost(model, masks=masks).params_reduction <= 0.3
+    for scope in ("group", "global"):
+        masks = ratio_masks(model, scores, 0.6, scope=scope, round_to=8)
+        assert all(keep.sum() % 8 == 0 or keep.all() for keep in masks.values())
+        assert any(not keep.all() for keep in masks.values())
+
+
+@pytest.mark.parametrize("value", [0, -8, 2.5, True, "16"])
+def test_bad_round_to_gets_a_clear_error(value):
+    with pytest.raises(ConfigurationError, match="round_to"):
+        threshold_masks(two_convs(), SCORES, 0.5, round_to=value)
+    with pytest.raises(ConfigurationError, match="round_to"):
+        ratio_masks(two_convs(), SCORES, 0.5, round_to=value)

@@ -329,16 +329,16 @@ def test_max_fraction_and_metric_reach_the_callback_settings(monkeypatch):
     original = step_module.threshold_masks
 
     def recording_threshold_masks(*args, **kwargs):
-        seen.append(kwargs["max_fraction"])
+        seen.append((kwargs["max_fraction"], kwargs["round_to"]))
         return original(*args, **kwargs)
 
     monkeypatch.setattr(step_module, "threshold_masks", recording_threshold_masks)
     pm = trained_prunable_model(epochs=1)
     pruning = AdaptivePruning(
         ParamsTarget(0.3, step=0.5, max_rounds=1), CALIBRATION, VALIDATION, 1, verbose=0,
-        max_fraction=None,
+        max_fraction=None, round_to=2,
     )
     pm.fit(*TRAIN, epochs=3, batch_size=BATCH, verbose=0, callbacks=[pruning])
-    assert seen and set(seen) == {None}
+    assert seen and set(seen) == {(None, 2)}
     assert pruning.records[0]["metric"] == "accuracy"
     assert "validation_accuracy" in pruning.records[0]

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import tf_asap
+
 from tf_asap.errors import ConfigurationError, RunDirectoryError
 from tf_asap.pruning.policies import AccuracyGuaranteed, ParamsTarget
 from tf_asap.rounds import journal as journal_module
@@ -96,6 +98,31 @@ def test_max_fraction_reaches_the_thresholds_and_the_settings(tmp_path, monkeypa
     assert seen == [max_fraction]
     manifest = json.loads((tmp_path / "run.json").read_text())
     assert manifest["settings"]["max_fraction"] == max_fraction
+
+
+def test_round_to_reaches_every_threshold_call_the_settings_and_the_kept_widths(tmp_path, monkeypatch):
+    seen = []
+    original = step_module.threshold_masks
+
+    def recording_threshold_masks(*args, **kwargs):
+        seen.append(kwargs["round_to"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(step_module, "threshold_masks", recording_threshold_masks)
+    run = controller(
+        tmp_path, ParamsTarget(0.3, step=2.0, max_rounds=2), round_to=2, validation_data=TEST,
+    )
+    run.run()
+    assert seen and set(seen) == {2}
+    manifest = json.loads((tmp_path / "run.json").read_text())
+    assert manifest["settings"]["round_to"] == 2
+    for keep in tf_asap.get_masks(run.model).values():
+        assert keep.sum() % 2 == 0 or keep.all()
+
+
+def test_round_to_must_be_a_positive_channel_count(tmp_path):
+    with pytest.raises(ConfigurationError, match="`round_to`"):
+        controller(tmp_path, ParamsTarget(0.3), round_to=0)
 
 
 def test_max_fraction_outside_zero_one_is_refused(tmp_path):

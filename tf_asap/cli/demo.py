@@ -21,7 +21,7 @@ from tf_asap.cli.output import count_text, percent, say, size_text, table
 # Flags of the search and retraining, passed on to the pruning run as given.
 ENGINE_FLAGS = (
     "schedule", "max_fraction", "size_tolerance", "scan_samples", "early_rejection", "retrain",
-    "distill", "distill_alpha", "distill_temperature", "final_epochs",
+    "distill", "distill_alpha", "distill_temperature", "final_epochs", "round_to",
 )
 
 

@@ -128,6 +128,11 @@ def add_search_flags(group, shown=ENGINE_DEFAULTS):
     group.add_argument("--max-fraction", type=max_fraction, default=None,
                        help="largest share of a group's live channels one round removes, or "
                        f"none for the paper's rule (default: {defaults.MAX_FRACTION})")
+    group.add_argument("--round-to", type=positive_int, default=None, metavar="N",
+                       help="every pruned layer keeps a multiple of N channels (rounded up), the "
+                       "channel block of the runtime the model is for, e.g. 16 for XNNPACK's "
+                       "int8 kernels on AVX-512 CPUs without AMX; benchmarks/bench_widths.py "
+                       "measures a machine's (default: exact counts)")
     group.add_argument("--size-tolerance", type=max_fraction, default=None,
                        help="with --schedule bisect: the size bracket (share of the baseline's "
                        "params or FLOPs) above which a failing threshold is retried trimmed to "

@@ -21,7 +21,7 @@ KEYS = (
     "validation_limit", "calibration_samples", "max_rounds", "step",
     "tolerance", "patience", "seed", "step_growth", "validation_split",
     "test_data", "test_limit", "metric", "mode", "schedule", "max_fraction", "size_tolerance",
-    "scan_samples",
+    "scan_samples", "round_to",
     "early_rejection", "retrain", "distill", "distill_alpha", "distill_temperature",
     "final_epochs",
 )
@@ -234,7 +234,7 @@ def engine_options(settings):
     options = {}
     if settings.get("max_fraction") is not None:
         options["max_fraction"] = None if settings["max_fraction"] == "none" else settings["max_fraction"]
-    for key in ("scan_samples", "early_rejection", "retrain", "final_epochs"):
+    for key in ("scan_samples", "early_rejection", "retrain", "final_epochs", "round_to"):
         if settings.get(key) is not None:
             options[key] = settings[key]
     if settings.get("distill"):

@@ -7,6 +7,8 @@ Two ways, both returning `{group name: bool keep array}` ready for
   score;
 - every group keeps at least its `min_filters` channels (the highest-scoring
   ones);
+- with `round_to=N`, every group that loses channels keeps a multiple of `N`
+  of them (rounded up, the highest-scoring first), or all its live ones;
 - unprunable groups (`ChannelGroup.prunable` false, which includes layers
   given to `make_prunable(..., ignored_layers=...)`) and groups named in
   `ignored_layers` are left out of the result.
@@ -47,6 +49,7 @@ from tf_asap.core.analysis import analyze
 from tf_asap.core.counting import count_cost
 from tf_asap.core.keras_graph import find_layer_names
 from tf_asap.core.masks import get_masks
+from tf_asap.pruning.channel_counts import check_round_to, keep_best, respect_min_filters, round_all
 from tf_asap.errors import MaskError
 
 OBJECTIVES = ("params", "flops")
@@ -96,22 +99,6 @@ def _check_scores(groups, scores):
             raise MaskError(f"The scores of group '{group.name}' contain NaN or infinite values.")
         checked[group.name] = values
     return checked
-
-
-def _keep_best(alive, keep, scores, count):
-    """Adds back the `count` best-scoring alive channels that `keep` dropped (never a dead one)."""
-    candidates = np.flatnonzero(alive)
-    # Highest score first; among equal scores, the lower index.
-    best = candidates[np.lexsort((candidates, -scores[candidates]))][:count]
-    keep = keep.copy()
-    keep[best] = True
-    return keep
-
-
-def _respect_min_filters(group, alive, keep, scores):
-    if keep.sum() >= min(group.min_filters, alive.sum()):
-        return keep
-    return _keep_best(alive, keep, scores, group.min_filters)
 
 
 def group_costs(model, objective="params", ignored_layers=None):
@@ -191,6 +178,7 @@ def threshold_masks(
     max_fraction=0.5,
     max_reduction=None,
     reduction_objective=None,
+    round_to=None,
 ):
     """Masks of one pruning round with layer-aware thresholds (Algorithm 3).
 
@@ -236,6 +224,14 @@ def threshold_masks(
             their `reduction_limit`. Defaults to `None`.
         reduction_objective: `"params"` or `"flops"`: what `max_reduction`
             is a reduction of. Defaults to `None`: `objective`.
+        round_to: Make every pruned group keep a multiple of this many
+            channels, rounding up with the highest-scoring of the channels
+            the threshold dropped (a group with fewer live channels than the
+            next multiple keeps them all): the channel block of the runtime
+            the model is for (`tf_asap.pruning.channel_counts`;
+            `benchmarks/bench_widths.py` measures a machine's). Applied last,
+            so it only gives channels back and `max_reduction` still holds.
+            Defaults to `None`: exact counts.
 
     Returns:
         `{group name: bool array}` (`True` = keep) for every group that may
@@ -256,6 +252,7 @@ def threshold_masks(
     """
     _check_threshold_arguments(threshold, objective, reference)
     check_fraction("max_fraction", max_fraction, allow_zero=False, allow_none=True, fix="Pass None for no cap (the paper's rule).")
+    round_to = check_round_to(round_to)
     analysis = analyze(model)
     groups = _prunable_groups(analysis, ignored_layers)
     values = _check_scores(groups, scores)
@@ -267,13 +264,13 @@ def threshold_masks(
         keep = alive & (values[group.name] > thresholds[group.name])
         if max_fraction is not None:
             keep = _cap_removals(alive, keep, values[group.name], max_fraction)
-        masks[group.name] = _respect_min_filters(group, alive, keep, values[group.name])
+        masks[group.name] = respect_min_filters(group, alive, keep, values[group.name])
     if max_reduction is not None:
         priced = objective if reduction_objective is None else check_choice(
             "reduction_objective", reduction_objective, OBJECTIVES
         )
         masks = _limit_reduction(analysis, current, masks, values, thresholds, priced, max_reduction)
-    return masks
+    return round_all(masks, current, values, round_to)
 
 
 def _reduction_under(analysis, masks, objective):
@@ -376,7 +373,7 @@ def _count(fraction, alive):
     return int(math.floor(fraction * alive + 0.5))
 
 
-def ratio_masks(model, scores, fraction, scope="group", ignored_layers=None):
+def ratio_masks(model, scores, fraction, scope="group", ignored_layers=None, round_to=None):
     """Masks that prune a fixed fraction of the remaining filters (IAP/ILP).
 
     The paper's non-adaptive baselines (Table 4) prune a fixed percentage of
@@ -399,6 +396,9 @@ def ratio_masks(model, scores, fraction, scope="group", ignored_layers=None):
             `"group"` for a scale-free alternative. Defaults to `"group"`.
         ignored_layers: Names of layers whose groups must not be pruned.
             Defaults to `None`.
+        round_to: Make every pruned group keep a multiple of this many
+            channels, rounded up (see `threshold_masks`). Defaults to
+            `None`: exact counts.
 
     Returns:
         `{group name: bool array}` for every group that may be pruned.
@@ -420,6 +420,7 @@ def ratio_masks(model, scores, fraction, scope="group", ignored_layers=None):
         "fraction", fraction, allow_one=False, fix="It is the share of remaining filters to prune each round, e.g. 0.05."
     )
     check_choice("scope", scope, SCOPES)
+    round_to = check_round_to(round_to)
     analysis = analyze(model)
     groups = _prunable_groups(analysis, ignored_layers)
     values = _check_scores(groups, scores)
@@ -436,7 +437,7 @@ def ratio_masks(model, scores, fraction, scope="group", ignored_layers=None):
             count = int(alive[group.name].sum())
             removable = max(0, count - group.min_filters)
             masks[group.name][lowest_first(group.name)[: min(_count(fraction, count), removable)]] = False
-        return masks
+        return round_all(masks, current, values, round_to)
 
     total = sum(int(keep.sum()) for keep in alive.values())
     ranked = sorted(
@@ -453,4 +454,4 @@ def ratio_masks(model, scores, fraction, scope="group", ignored_layers=None):
             masks[group.name][index] = False
             remaining[group.name] -= 1
             to_prune -= 1
-    return masks
+    return round_all(masks, current, values, round_to)

@@ -25,7 +25,7 @@ import time
 
 import keras
 
-from tf_asap.checks import check_choice, check_fraction, check_int
+from tf_asap.checks import check_choice, check_int
 from tf_asap.core.masks import is_prunable_model, mask_digest
 from tf_asap.errors import ConfigurationError
 from tf_asap.pruning.policies import Policy
@@ -40,6 +40,7 @@ from tf_asap.rounds.step import (
     evaluate_metric,
     evaluate_round,
     format_round_line,
+    mask_rules,
     measure_threshold_reference,
     policy_metric,
     prune_filters,
@@ -129,6 +130,8 @@ class AdaptivePruning(keras.callbacks.Callback):
         max_fraction: The largest fraction of a group's live channels one
             round may remove (`threshold_masks`); `None` is the paper's rule.
             Defaults to `0.5`.
+        round_to: Every group that loses channels keeps a multiple of this
+            many, the runtime's channel block (`threshold_masks`). Defaults to `None`.
         run_dir: A directory that makes the pruning durable and resumable
             (see above). Defaults to `None`: states in memory.
         strategy: The `tf.distribute.Strategy` the model was built under;
@@ -176,6 +179,7 @@ class AdaptivePruning(keras.callbacks.Callback):
         *,
         test_data=None,
         max_fraction=DEFAULT_MAX_FRACTION,
+        round_to=None,
         run_dir=None,
         strategy=None,
     ):
@@ -209,8 +213,6 @@ class AdaptivePruning(keras.callbacks.Callback):
         objective = check_choice(
             "objective", policy.objective if objective is None else objective, ("params", "flops")
         )
-        if max_fraction is not None:
-            max_fraction = check_fraction("max_fraction", max_fraction, allow_zero=False)
         self.policy = policy
         self.calibration_data = calibration_data
         self.validation_data = validation_data
@@ -221,7 +223,7 @@ class AdaptivePruning(keras.callbacks.Callback):
         self.skip_unpruned_rounds = bool(skip_unpruned_rounds)
         self.verbose = int(verbose)
         self.test_data = test_data
-        self.max_fraction = max_fraction
+        self.mask_rules = mask_rules(max_fraction, round_to)
         self.metric, self.mode = policy_metric(policy)
         self.run_dir = None if run_dir is None else os.fspath(run_dir)
         self.records = []
@@ -314,7 +316,7 @@ class AdaptivePruning(keras.callbacks.Callback):
             "skip_unpruned_rounds": self.skip_unpruned_rounds,
             "metric": self.metric,
             "mode": self.mode,
-            "max_fraction": self.max_fraction,
+            **self.mask_rules,  # max_fraction, round_to
         }
 
     def _start(self):
@@ -441,8 +443,7 @@ class AdaptivePruning(keras.callbacks.Callback):
         self._limit = self.policy.reduction_limit
         step = prune_filters(
             model, scores, decision.threshold, self.objective, self.threshold_reference,
-            max_reduction=self._limit, max_fraction=self.max_fraction,
-            reduction_objective=self.policy.objective,
+            max_reduction=self._limit, reduction_objective=self.policy.objective, **self.mask_rules,
         )
         self._threshold = decision.threshold
         self._pruned = step.removed

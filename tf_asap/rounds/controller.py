@@ -56,7 +56,7 @@ from tf_asap.rounds.state import (  # noqa: F401 - save_state re-exported
     ModelState, load_state, restore_state, save_state, snapshot_state,
 )
 from tf_asap.rounds.step import (  # noqa: F401 - PruningStep, round_record re-exported
-    PruningStep, check_max_fraction, check_policy, criterion_name, evaluate_metric, evaluate_round,
+    PruningStep, check_policy, mask_rules, criterion_name, evaluate_metric, evaluate_round,
     measure_threshold_reference, policy_metric, prune_filters, repeated_round, resolve_criterion,
     round_record,
 )
@@ -135,6 +135,8 @@ class RoundController:
         max_fraction: The largest fraction of a group's live channels one
             round may remove (`tf_asap.pruning.thresholds.threshold_masks`);
             `None` is the paper's rule, no cap. Defaults to `0.5`.
+        round_to: Every group that loses channels keeps a multiple of this
+            many, the runtime's channel block (`threshold_masks`). Defaults to `None`.
         batch_size: Batch size for array data. Defaults to `None`: batched
             data keeps its batches, arrays use 128.
         optimizer: A `keras.optimizers.Optimizer` to retrain with (a fresh
@@ -225,6 +227,7 @@ class RoundController:
         criterion="attention",
         objective=None,
         max_fraction=defaults.MAX_FRACTION,
+        round_to=None,
         batch_size=None,
         optimizer=None,
         loss=None,
@@ -257,7 +260,7 @@ class RoundController:
         self.objective = check_choice(
             "objective", policy.objective if objective is None else objective, ("params", "flops")
         )
-        self.max_fraction = check_max_fraction(max_fraction)
+        self.mask_rules = mask_rules(max_fraction, round_to)
         self.criterion = resolve_criterion(criterion)
         self.callbacks = list(callbacks or [])
         self.retrain, self.distillation, self.early_rejection, self.final_epochs = (
@@ -312,7 +315,7 @@ class RoundController:
             "objective": self.objective,
             "metric": self.metric,
             "mode": self.mode,
-            "max_fraction": self.max_fraction,
+            **self.mask_rules,  # max_fraction, round_to
             "validation": validation_source,
             "optimizer": type(self.model.optimizer).__name__,
             "skip_unpruned_rounds": self.skip_unpruned_rounds,
@@ -370,7 +373,7 @@ class RoundController:
             extra[f"test_{self.metric}"] = baseline
         first = first_threshold(  # round 1's T from the sensitivity scan, or None
             self.model, self.policy, self.journal, manifest, self._scores, self.validation,
-            objective=self.objective, max_fraction=self.max_fraction, samples=self.scan_samples,
+            objective=self.objective, samples=self.scan_samples, **self.mask_rules,
         )
         decision = self.policy.start(result, initial_threshold=first)
         record = round_record(
@@ -437,16 +440,11 @@ class RoundController:
             )
         decision = self.policy.observe(result)
         record = round_record(
-            self.policy, result, decision, cost,
-            epochs=retrain_epochs,
-            pruned_channels=step.removed,
-            reduction_limit=limit,
-            wall_time_s=round(time.monotonic() - started, 3),
-            rewinding=self.rewinding,
-            threshold_reference=self.journal.threshold_reference,
-            mask_digest=mask_digest(self.model),
-            repeat_of=None if repeat is None else repeat[2],
-            early_rejected=early_rejected,
+            self.policy, result, decision, cost, epochs=retrain_epochs,
+            pruned_channels=step.removed, reduction_limit=limit,
+            wall_time_s=round(time.monotonic() - started, 3), rewinding=self.rewinding,
+            threshold_reference=self.journal.threshold_reference, mask_digest=mask_digest(self.model),
+            repeat_of=None if repeat is None else repeat[2], early_rejected=early_rejected,
         )
         self.journal.commit(self.policy, result, decision, record)
         return decision
@@ -467,8 +465,8 @@ class RoundController:
         scores = self._scores()
         return prune_filters(  # the trim is priced in the policy's objective
             self.model, scores, threshold, self.objective, self.journal.threshold_reference,
-            max_reduction=self.policy.reduction_limit, max_fraction=self.max_fraction,
-            reduction_objective=self.policy.objective,
+            max_reduction=self.policy.reduction_limit, reduction_objective=self.policy.objective,
+            **self.mask_rules,
         )
 
     def _finish(self, decision):

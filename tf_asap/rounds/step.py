@@ -21,11 +21,13 @@ from tf_asap.core.masks import apply_masks, get_masks, mask_digest
 from tf_asap.errors import ConfigurationError
 from tf_asap.pruning.importance import Criterion, get_criterion
 from tf_asap.pruning.policies import Policy, RoundResult
+from tf_asap.pruning.channel_counts import check_round_to
 from tf_asap.pruning.thresholds import attention_reference, threshold_masks
 
 __all__ = [
     "PruningStep",
     "check_max_fraction",
+    "mask_rules",
     "check_policy",
     "criterion_name",
     "evaluate_metric",
@@ -91,6 +93,14 @@ def check_max_fraction(max_fraction):
     )
 
 
+def mask_rules(max_fraction, round_to):
+    """The per-group rules every round's masks obey, checked, as `prune_filters` keywords.
+
+    They are run settings: a resumed run must prune by the same rules.
+    """
+    return {"max_fraction": check_max_fraction(max_fraction), "round_to": check_round_to(round_to)}
+
+
 def criterion_name(criterion):
     """A stable description of a criterion object for logs and manifests."""
     if isinstance(criterion, Criterion):
@@ -113,7 +123,7 @@ class PruningStep:
 
 def prune_filters(
     model, scores, threshold, objective, reference, max_reduction=None,
-    max_fraction=DEFAULT_MAX_FRACTION, reduction_objective=None,
+    max_fraction=DEFAULT_MAX_FRACTION, reduction_objective=None, round_to=None,
 ):
     """Sets the masks of one pruning round (Algorithm 1, line 5; Algorithm 3).
 
@@ -140,6 +150,8 @@ def prune_filters(
             paper's rule (no cap). Defaults to `0.5`.
         reduction_objective: What `max_reduction` is a reduction of (the
             policy's objective). Defaults to `None`: `objective`.
+        round_to: Every pruned group keeps a multiple of this many channels,
+            passed to `threshold_masks`. Defaults to `None` (exact counts).
 
     Returns:
         A `PruningStep`.
@@ -148,7 +160,7 @@ def prune_filters(
     masks = threshold_masks(
         model, scores, threshold, objective=objective, reference=reference,
         max_reduction=max_reduction, max_fraction=max_fraction,
-        reduction_objective=reduction_objective,
+        reduction_objective=reduction_objective, round_to=round_to,
     )
     removed = sum(
         int(np.sum(before[name] & ~np.asarray(keep, bool))) for name, keep in masks.items()

@@ -56,7 +56,7 @@ def _subset(validation, samples):
 
 
 def scan_thresholds(model, policy, scores, reference, validation, *, objective, max_fraction,
-                    samples=DEFAULT_SCAN_SAMPLES):
+                    samples=DEFAULT_SCAN_SAMPLES, round_to=None):
     """Evaluates the candidate thresholds on the unpruned model; returns the scan record.
 
     Args:
@@ -70,6 +70,8 @@ def scan_thresholds(model, policy, scores, reference, validation, *, objective, 
         max_fraction: The per-round cap, as the rounds prune.
         samples: Validation samples evaluated per candidate. Defaults to
             `512`.
+        round_to: The channel multiple, as the rounds prune. Defaults to
+            `None`.
 
     Returns:
         A dict: `samples`, the unpruned `baseline` metric on them, the
@@ -89,7 +91,7 @@ def scan_thresholds(model, policy, scores, reference, validation, *, objective, 
             threshold = policy.initial_step * 2.0**power
             masks = threshold_masks(
                 model, scores, threshold, objective=objective, reference=reference,
-                max_fraction=max_fraction,
+                max_fraction=max_fraction, round_to=round_to,
             )
             apply_masks(model, masks)
             value = evaluate_metric(model, subset, metric)
@@ -109,7 +111,8 @@ def scan_thresholds(model, policy, scores, reference, validation, *, objective, 
     }
 
 
-def first_threshold(model, policy, journal, manifest, scores, validation, *, objective, max_fraction, samples):
+def first_threshold(model, policy, journal, manifest, scores, validation, *, objective, max_fraction, samples,
+                    round_to=None):
     """`T` of round 1 from the scan, run once per run and kept in the manifest; `None` without a scan.
 
     Args:
@@ -119,7 +122,7 @@ def first_threshold(model, policy, journal, manifest, scores, validation, *, obj
         manifest: The manifest read at start, or `None`: a scan already in it is not redone.
         scores: `() -> {group name: scores}`; its first call fixes the threshold reference.
         validation: The validation batches.
-        objective, max_fraction, samples: As `scan_thresholds`.
+        objective, max_fraction, samples, round_to: As `scan_thresholds`.
     """
     if not scan_applies(policy, samples):
         return None
@@ -127,7 +130,7 @@ def first_threshold(model, policy, journal, manifest, scores, validation, *, obj
     if scan is None:
         scan = scan_thresholds(
             model, policy, scores(), journal.threshold_reference, validation,
-            objective=objective, max_fraction=max_fraction, samples=samples,
+            objective=objective, max_fraction=max_fraction, samples=samples, round_to=round_to,
         )
         journal.threshold_scan = scan
         journal.write_manifest(policy)
