@@ -6,7 +6,7 @@ import pytest
 
 import tf_asap
 from tf_asap.errors import ConfigurationError
-from tf_asap.export.latency import LatencyRow, latency_report, render_latency_table
+from tf_asap.export.latency import LatencyRow, int8_latency_caveat, latency_report, render_latency_table
 from tf_asap.export.tflite import export_tflite
 from tests.export.models import residual_model, slimmed_residual_model
 
@@ -71,3 +71,12 @@ def test_latency_table_renders_one_markdown_row_per_model():
 def test_latency_report_rejects_an_unknown_baseline():
     with pytest.raises(ConfigurationError, match="baseline"):
         latency_report({"a": residual_model(width=4)}, baseline="b")
+
+
+def test_int8_latency_caveat_names_amx_only_on_cpus_that_have_it(tmp_path):
+    with_amx, without = tmp_path / "amx", tmp_path / "avx512"
+    with_amx.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni amx_tile amx_int8\n")
+    without.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni\n")
+    assert "AMX" in int8_latency_caveat(str(with_amx))
+    assert int8_latency_caveat(str(without)) is None
+    assert int8_latency_caveat(str(tmp_path / "missing")) is None

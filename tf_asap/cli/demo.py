@@ -199,6 +199,9 @@ def run(args):
         f"round{after_tuning}."
     )
     say(table(_summary_rows(base, small)))
+    caveat = export.int8_latency_caveat()
+    if caveat:
+        say(caveat)
     say("")
     say(f"Pruned SavedModel: {small['saved_model']}")
     say(f"Pruned int8 TFLite: {small['tflite']}")

@@ -135,6 +135,9 @@ def run(args):
         say("")
         say("Batch-1 LiteRT latency (1 thread):")
         say(export.render_latency_table(rows))
+        caveat = export.int8_latency_caveat()
+        if caveat and "int8" in quantizations:
+            say(caveat)
     return 0
 
 

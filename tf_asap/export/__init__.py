@@ -18,7 +18,7 @@ imported only inside the functions that run a model
 """
 
 from tf_asap.export.flatbuffer import TensorInfo, tflite_operators
-from tf_asap.export.latency import LatencyRow, latency_report, render_latency_table
+from tf_asap.export.latency import LatencyRow, int8_latency_caveat, latency_report, render_latency_table
 from tf_asap.export.litert import evaluate_tflite, run_tflite
 from tf_asap.export.micro import ARENA_ALIGNMENT, evaluate_tflite_micro, find_arena_size, run_tflite_micro
 from tf_asap.export.micro_bundle import MicroBundle, export_micro, micro_op_resolver_snippet
@@ -41,6 +41,7 @@ __all__ = [
     "export_tflite",
     "find_arena_size",
     "input_key",
+    "int8_latency_caveat",
     "latency_report",
     "micro_op_resolver_snippet",
     "output_key",

@@ -235,6 +235,38 @@ def latency_report(
     ]
 
 
+def int8_latency_caveat(cpuinfo="/proc/cpuinfo"):
+    """A sentence on why int8 latency may not follow FLOPs on this CPU, or `None`.
+
+    On x86 CPUs with AMX (Intel since Sapphire Rapids) XNNPACK runs int8
+    convolutions on AMX tiles, 64 output channels at a time: every layer of
+    up to 64 channels costs the same, so a slimmed small model is about as
+    fast in int8 as the original there, while on CPUs without AMX its latency
+    follows its channels in blocks of 16 (measured in
+    `benchmarks/results/runtime_widths*.md`). Reports print this next to an
+    int8 latency measured on such a CPU.
+
+    Args:
+        cpuinfo: The file listing the CPU's flags. Defaults to
+            `"/proc/cpuinfo"`; elsewhere (or unreadable) there is no caveat.
+
+    Returns:
+        The sentence, or `None` when the CPU has no AMX.
+    """
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as file:
+            flags = {flag for line in file if line.startswith("flags") for flag in line.split()}
+    except OSError:
+        return None
+    if "amx_int8" not in flags:
+        return None
+    return (
+        "This CPU has AMX: LiteRT's int8 kernels compute 64 output channels at a time on it, so "
+        "int8 layers of up to 64 channels all cost the same and a slimmed small model gains "
+        "little int8 speed here; on CPUs without AMX its int8 latency follows its channels."
+    )
+
+
 def _human(count):
     if count is None:
         return "-"
