@@ -49,8 +49,8 @@ from tf_asap.core.analysis import analyze
 from tf_asap.core.counting import count_cost
 from tf_asap.core.keras_graph import find_layer_names
 from tf_asap.core.masks import get_masks
-from tf_asap.pruning.channel_counts import check_round_to, keep_best, respect_min_filters, round_all
 from tf_asap.errors import MaskError
+from tf_asap.pruning.channel_counts import check_round_to, respect_min_filters, round_all
 
 OBJECTIVES = ("params", "flops")
 SCOPES = ("group", "global")
@@ -325,7 +325,7 @@ def _cap_removals(alive, keep, scores, max_fraction):
     if removed.size <= allowed:
         return keep
     # Lowest score first; among equal scores, the higher index goes first so
-    # that the lower index is kept (as _keep_best breaks ties).
+    # that the lower index is kept (as keep_best breaks ties).
     order = removed[np.lexsort((-removed, scores[removed]))]
     keep = keep.copy()
     keep[order[allowed:]] = True
