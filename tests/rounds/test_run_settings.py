@@ -80,44 +80,27 @@ def test_test_data_is_reported_but_never_decides(tmp_path, monkeypatch):
     assert (tmp_path / "layers.png").exists()
 
 
-@pytest.mark.parametrize("max_fraction", [None, 0.25])
-def test_max_fraction_reaches_the_thresholds_and_the_settings(tmp_path, monkeypatch, max_fraction):
+@pytest.mark.parametrize("option, value", [("max_fraction", None), ("max_fraction", 0.25), ("round_to", 2)])
+def test_mask_rules_reach_every_threshold_call_and_the_settings(tmp_path, monkeypatch, option, value):
     seen = []
     original = step_module.threshold_masks
 
     def recording_threshold_masks(*args, **kwargs):
-        seen.append(kwargs["max_fraction"])
+        seen.append(kwargs[option])
         return original(*args, **kwargs)
 
     monkeypatch.setattr(step_module, "threshold_masks", recording_threshold_masks)
     run = controller(
-        tmp_path, ParamsTarget(0.3, step=2.0, max_rounds=1), max_fraction=max_fraction,
-        validation_data=TEST,
+        tmp_path, ParamsTarget(0.3, step=2.0, max_rounds=2), validation_data=TEST, **{option: value},
     )
     run.run()
-    assert seen == [max_fraction]
+    assert seen and set(seen) == {value}
     manifest = json.loads((tmp_path / "run.json").read_text())
-    assert manifest["settings"]["max_fraction"] == max_fraction
-
-
-def test_round_to_reaches_every_threshold_call_the_settings_and_the_kept_widths(tmp_path, monkeypatch):
-    seen = []
-    original = step_module.threshold_masks
-
-    def recording_threshold_masks(*args, **kwargs):
-        seen.append(kwargs["round_to"])
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(step_module, "threshold_masks", recording_threshold_masks)
-    run = controller(
-        tmp_path, ParamsTarget(0.3, step=2.0, max_rounds=2), round_to=2, validation_data=TEST,
-    )
-    run.run()
-    assert seen and set(seen) == {2}
-    manifest = json.loads((tmp_path / "run.json").read_text())
-    assert manifest["settings"]["round_to"] == 2
-    for keep in tf_asap.get_masks(run.model).values():
-        assert keep.sum() % 2 == 0 or keep.all()
+    assert manifest["settings"][option] == value
+    if option == "round_to":
+        masks = tf_asap.get_masks(run.model).values()
+        assert any(not keep.all() for keep in masks)
+        assert all(keep.sum() % value == 0 or keep.all() for keep in masks)
 
 
 def test_round_to_must_be_a_positive_channel_count(tmp_path):
