@@ -265,3 +265,25 @@ def test_weight_rewinding_fine_tunes_from_the_epoch_k_weights_to_the_end(tiny_co
     # The schedule ran from epoch k to T, and the pruned channel stayed pruned.
     assert int(model.optimizer.iterations) == baseline.epochs * data.steps_per_epoch
     assert get_masks(model)[name][0] == 0
+
+
+def test_the_trace_of_a_reused_case_reads_its_saved_rounds_when_the_run_directory_is_gone(
+        tmp_path, monkeypatch):
+    # `studies.py all --seeds 0 1` in a fresh checkout reuses seed 0's adaptive case from its
+    # result file; its run directory (and round log) went with another --work-dir.
+    from paper_studies import trace
+    from paper_studies.context import Context, read_json
+
+    saved = read_json(os.path.join(BENCHMARKS, "results", "default", "runs", "trace",
+                                   "resnet_small__acc1-attention__s0.json"))
+    context = Context(budgets.BUDGETS["default"], [0], str(tmp_path / "results"), str(tmp_path / "work"))
+    reference = {"baseline_test_accuracy": 0.9198, "best_round": 10, "test_drop": 0.0097,
+                 "params_reduction": 0.387}
+    monkeypatch.setattr(trace, "run_adaptive_case", lambda *arguments: reference)
+    with pytest.raises(RuntimeError, match="needs its round log"):
+        trace.study_trace(context, ["resnet_small"], None)
+    context.save_result("trace", "resnet_small", "acc1-attention", 0,
+                        {"rounds": saved["rounds"], "test_per_round": saved["test_per_round"]})
+    _, rows, _ = trace.study_trace(context, ["resnet_small"], None)
+    assert [row[0] for row in rows] == [record["round"] for record in saved["rounds"]]
+    assert os.path.isfile(os.path.join(context.results, "trace.png"))

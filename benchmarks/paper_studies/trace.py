@@ -23,8 +23,20 @@ def study_trace(context, models, methods):
     seed = context.seeds[0]
     reference = run_adaptive_case(context, model_name, REFERENCE_METHOD, seed)
     records = read_round_log(context.work_dir("adaptive", model_name, REFERENCE_METHOD, seed))
-    test_baseline = reference["baseline_test_accuracy"]
     tested = reference.get("test_per_round", {})
+    if not records:
+        # A reused case whose run directory is gone (another --work-dir, a
+        # fresh checkout): its rounds were saved with the trace.
+        saved = context.load_result("trace", model_name, REFERENCE_METHOD, seed)
+        if not saved or not saved.get("rounds"):
+            raise RuntimeError(
+                f"The trace of {model_name} {REFERENCE_METHOD} seed {seed} needs its round log, "
+                f"which is neither in {context.work_dir('adaptive', model_name, REFERENCE_METHOD, seed)} "
+                "nor saved with an earlier trace: delete the adaptive case's result file under "
+                f"{context.runs} to run it again, or pass the --work-dir it ran in."
+            )
+        records, tested = saved["rounds"], saved.get("test_per_round", tested)
+    test_baseline = reference["baseline_test_accuracy"]
     rows = []
     for r in records:
         test = test_baseline if r["round"] == 0 else tested.get(str(r["round"]))
