@@ -73,6 +73,7 @@ about 4 minutes and its numbers are not results.
 
 import argparse
 import datetime
+import json
 import math
 import os
 import platform
@@ -117,6 +118,10 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--epochs-per-round", type=int, default=2)
     parser.add_argument("--final-epochs", type=int, default=2)
+    parser.add_argument("--final-max-drop", type=float, default=None, metavar="DROP",
+                        help="the largest validation drop of the fine-tuned model; a round that "
+                        "misses it gives way to the next smaller accepted round "
+                        "(RoundController's final_max_drop)")
     parser.add_argument("--max-rounds", type=int, default=20)
     parser.add_argument("--learning-rate", type=float, default=0.05)
     parser.add_argument("--batch-size", type=int, default=128)
@@ -185,6 +190,7 @@ def run_adaptive(args, train, validation, test):
     logged = 0.0
     if args.resume:
         logged = sum(r.get("wall_time_s", 0.0) for r in read_round_log(run_dir))
+        logged += sum(a.get("wall_time_s", 0.0) for a in final_attempts(run_dir))
     else:
         shutil.rmtree(run_dir, ignore_errors=True)  # a timed run starts from nothing
     keras.utils.set_random_seed(args.seed)
@@ -200,7 +206,8 @@ def run_adaptive(args, train, validation, test):
         rewind_epoch=args.epochs - args.epochs_per_round, batch_size=args.batch_size,
         optimizer=optimizer, test_data=test, retrain="slim",
         distillation=None if args.no_distill else {"alpha": 0.5, "temperature": 4.0},
-        final_epochs=args.final_epochs, round_to=args.round_to, verbose=0,
+        final_epochs=args.final_epochs, final_max_drop=args.final_max_drop,
+        round_to=args.round_to, verbose=0,
     )
     result = controller.run()
     seconds = logged + time.perf_counter() - started
@@ -211,14 +218,27 @@ def run_adaptive(args, train, validation, test):
         + ("" if args.minimize == "params" else f"+{args.minimize}")
         + ("" if args.adaptive_criterion == "attention" else f"+{args.adaptive_criterion}")
         + ("" if args.round_to is None else f"+round-to-{args.round_to}")
-        + f"+{args.final_epochs} final", "params_reduction": best["params_reduction"],
+        + f"+{args.final_epochs} final"
+        + ("" if args.final_max_drop is None else f" (bound {100 * args.final_max_drop:g} pts)"),
+        "params_reduction": best["params_reduction"],
         "flops_reduction": best["flops_reduction"],
         "test_accuracy": result.test["final"], "wall_s": seconds,
         "rounds": len(result.rounds) - 1, "best_round": result.best_round,
-        "epochs": sum(r.get("epochs", 0) for r in result.rounds) + args.final_epochs,
+        "epochs": sum(r.get("epochs", 0) for r in result.rounds)
+        + sum(a["epochs"] for a in (result.final_tuning or {}).get("attempts", [])),
         "early_rejected": sum(1 for r in result.rounds if r.get("early_rejected")),
         "final_tuning": result.final_tuning,
     }
+
+
+def final_attempts(run_dir):
+    """The final fine-tunings a run directory has recorded (an older record: one)."""
+    path = os.path.join(run_dir, "run.json")
+    if not os.path.exists(path):
+        return []
+    with open(path) as file:
+        record = json.load(file).get("final_tuning")
+    return [] if not record else record.get("attempts", [record])
 
 
 class CosineWithinBudget(keras.callbacks.Callback):

@@ -291,12 +291,12 @@ def test_demo_prunes_exports_and_prints_the_summary_on_a_tiny_budget(trained):
     run_dir = baseline.parent / "demo"
     result = run_cli(
         "demo", "--baseline", baseline, "--run-dir", run_dir, "--limit", "256",
-        "--max-rounds", "1", "--final-epochs", "1", "--calibration-samples", "128",
+        "--max-rounds", "1", "--final-epochs", "1", "--final-max-drop", "5%", "--calibration-samples", "128",
         "--latency-runs", "5", "--verbose", "0", timeout=600,
     )
     assert result.returncode == 0, result.stderr
     assert "Summary: fashion_mnist test set (10,000 images, never used by a decision)" in result.stdout
-    assert re.search(r"after 1 epoch\(s\) of final fine-tuning", result.stdout)
+    assert re.search(r"after 1 epoch\(s\) of final fine-tuning, within the final bound", result.stdout)
     for row in ("test accuracy (LiteRT, int8)", "params", "int8 .tflite size",
                 "batch-1 latency, int8 LiteRT"):
         assert row in result.stdout
@@ -390,7 +390,7 @@ def test_search_and_retraining_flags_reach_the_policy_and_the_controller():
         "--max-accuracy-drop", "1%", "--schedule", "bisect", "--max-fraction", "none",
         "--scan-samples", "256", "--no-early-rejection", "--retrain", "masked", "--distill",
         "--distill-alpha", "0.3", "--distill-temperature", "2", "--final-epochs", "3",
-        "--round-to", "8",
+        "--round-to", "8", "--final-max-drop", "0.5%",
     )
     assert prune_settings.make_policy(settings).schedule == "bisect"
     assert prune_settings.make_policy(settings).size_tolerance == tf_asap.defaults.SIZE_TOLERANCE
@@ -399,7 +399,7 @@ def test_search_and_retraining_flags_reach_the_policy_and_the_controller():
         assert prune_settings.make_policy(tolerance).size_tolerance == value
     assert prune_settings.engine_options(settings) == {
         "max_fraction": None, "scan_samples": 256, "early_rejection": False,
-        "retrain": "masked", "final_epochs": 3, "round_to": 8,
+        "retrain": "masked", "final_epochs": 3, "round_to": 8, "final_max_drop": 0.005,
         "distillation": {"alpha": 0.3, "temperature": 2.0},
     }
 
@@ -448,9 +448,40 @@ def test_demo_takes_the_engine_flags():
     defaults = tf_asap.cli.build_parser().parse_args(["demo"])
     # The main job's own engine: the bisecting search and 12 epochs of final
     # fine-tuning; every other engine flag is left to the library's default.
-    assert (defaults.schedule, defaults.final_epochs) == ("bisect", 12)
-    others = set(tf_asap.cli.demo.ENGINE_FLAGS) - {"schedule", "final_epochs"}
+    assert (defaults.schedule, defaults.final_epochs, defaults.final_max_drop) == ("bisect", 12, 0.005)
+    others = set(tf_asap.cli.demo.ENGINE_FLAGS) - {"schedule", "final_epochs", "final_max_drop"}
     assert all(getattr(defaults, key) is None for key in others)
+    off = tf_asap.cli.build_parser().parse_args(["demo", "--final-max-drop", "none"])
+    assert prune_settings.engine_options(vars(off))["final_max_drop"] is None
+
+
+def test_final_max_drop_without_final_epochs_is_a_usage_error(capsys):
+    assert tf_asap.cli.main(["--debug", "prune", "m.keras", "--run-dir", "r",
+                             "--max-accuracy-drop", "1%", "--final-max-drop", "0.5%"]) == 2
+    assert "--final-max-drop judges the fine-tuned model" in capsys.readouterr().err
+
+
+def _attempt(round_number, after, epochs=12):
+    return {"round": round_number, "epochs": epochs, "validation_accuracy_after": after}
+
+
+@pytest.mark.parametrize(
+    "tuned, phrase",
+    [
+        (None, ""),
+        ({**_attempt(3, 0.929), "max_drop": None}, ", 92.90% after 12 epoch(s) of final fine-tuning"),
+        ({**_attempt(3, 0.929), "max_drop": 0.005, "attempts": [_attempt(3, 0.929)]},
+         ", 92.90% after 12 epoch(s) of final fine-tuning, within the final bound (drop <= 0.50%)"),
+        ({**_attempt(2, 0.93), "max_drop": 0.005, "attempts": [_attempt(3, 0.92), _attempt(2, 0.93)]},
+         "; over the final bound (drop <= 0.50%), round 3 reached 92.00% after fine-tuning; round 2: "
+         "93.00% after 12 epoch(s) of final fine-tuning, within the final bound (drop <= 0.50%)"),
+        ({**_attempt(0, 0.94, 0), "max_drop": 0.005, "attempts": [_attempt(3, 0.92), _attempt(0, 0.94, 0)]},
+         "; over the final bound (drop <= 0.50%), round 3 reached 92.00% after fine-tuning: no pruned "
+         "round kept the bound, so the result is the unpruned model"),
+    ],
+)
+def test_the_demo_summary_says_how_the_final_stage_ended(tuned, phrase):
+    assert tf_asap.cli.demo._tuning_phrase(tuned) == phrase
 
 
 def _help_of(command, capsys):
@@ -466,6 +497,8 @@ def test_help_shows_the_defaults_each_command_runs_with(capsys):
     assert "after the rounds (default: 12)" in demo_help
     assert "then bisect) (default: paper)" in prune_help
     assert "after the rounds (default: 0)" in prune_help
+    assert "fine-tuned in turn (fraction, percent or none; default: 0.5%)" in demo_help
+    assert "fine-tuned in turn (fraction, percent or none; default: off)" in prune_help
 
 
 def _signature_default(function, name):

@@ -21,7 +21,7 @@ from tf_asap.cli.output import count_text, percent, say, size_text, table
 # Flags of the search and retraining, passed on to the pruning run as given.
 ENGINE_FLAGS = (
     "schedule", "max_fraction", "size_tolerance", "scan_samples", "early_rejection", "retrain",
-    "distill", "distill_alpha", "distill_temperature", "final_epochs", "round_to",
+    "distill", "distill_alpha", "distill_temperature", "final_epochs", "final_max_drop", "round_to",
 )
 
 
@@ -30,7 +30,7 @@ MICRO_TEST_IMAGES = 1000
 
 # The main job's engine: the bisecting search with its scan, and a final
 # fine-tuning of the chosen round (see README, "What the main job does").
-MAIN_JOB_ENGINE = {"schedule": "bisect", "final_epochs": 12}
+MAIN_JOB_ENGINE = {"schedule": "bisect", "final_epochs": 12, "final_max_drop": 0.005}
 
 
 def add_parser(commands):
@@ -189,14 +189,10 @@ def run(args):
         f"of {len(result.rounds) - 1}."
     )
     tuned = result.final_tuning
-    after_tuning = (
-        f", {percent(tuned['validation_accuracy_after'])} after {tuned['epochs']} epoch(s) of "
-        f"final fine-tuning" if tuned else ""
-    )
     say(
         f"Decisions used the validation data, {data.validation_label}: accuracy "
         f"{percent(result.rounds[0]['accuracy'])} -> {percent(best['accuracy'])} at the chosen "
-        f"round{after_tuning}."
+        f"round{_tuning_phrase(tuned)}."
     )
     say(table(_summary_rows(base, small)))
     caveat = export.int8_latency_caveat()
@@ -221,7 +217,7 @@ def run(args):
         "validation": data.validation_label,
         "validation_accuracy": {
             "baseline": result.rounds[0]["accuracy"], "pruned": best["accuracy"],
-            "fine_tuned": tuned["validation_accuracy_after"] if tuned else None,
+            "fine_tuned": tuned["validation_accuracy_after"] if tuned and tuned["epochs"] else None,
         },
         "prune_seconds": round(prune_seconds, 1), "total_seconds": round(total_seconds, 1),
         "baseline": base, "pruned": small,
@@ -229,3 +225,28 @@ def run(args):
                   "accuracy": micro.accuracy, "evaluated_samples": micro.evaluated_samples},
     })
     return 0
+
+
+def _tuning_phrase(tuned):
+    """How the final fine-tuning ended, against its bound and with any step back."""
+    if not tuned:
+        return ""
+    bound = tuned.get("max_drop")
+    attempts = tuned.get("attempts") or [tuned]
+    missed = [
+        f"round {a['round']} reached {percent(a['validation_accuracy_after'])}"
+        for a in attempts if a["epochs"] and a is not attempts[-1]
+    ]
+    stepped = (
+        f"; over the final bound (drop <= {percent(bound)}), {', '.join(missed)} after fine-tuning"
+        if missed else ""
+    )
+    if not tuned["epochs"]:
+        return f"{stepped}: no pruned round kept the bound, so the result is the unpruned model"
+    kept = f", within the final bound (drop <= {percent(bound)})" if bound is not None else ""
+    return (
+        f"{stepped}; round {tuned['round']}: {percent(tuned['validation_accuracy_after'])} after "
+        f"{tuned['epochs']} epoch(s) of final fine-tuning{kept}" if missed else
+        f", {percent(tuned['validation_accuracy_after'])} after {tuned['epochs']} epoch(s) of "
+        f"final fine-tuning{kept}"
+    )

@@ -92,6 +92,11 @@ def max_fraction(text):
     return value
 
 
+def bound_or_none(text):
+    """A drop bound (a fraction or a percent), or "none" to turn the bound off."""
+    return "none" if str(text).strip().lower() == "none" else fraction(text)
+
+
 def validation_fraction(text):
     """A fraction of the training data held out for decisions: in (0, 1)."""
     value = fraction(text)

@@ -14,6 +14,7 @@ from tf_asap.cli.flags import (
     add_verbose,
     any_int,
     at_least_one,
+    bound_or_none,
     fraction,
     max_fraction,
     non_negative_int,
@@ -111,7 +112,9 @@ def add_parser(commands):
 
 # The engine flags whose default a command may change, as the help shows
 # them; `demo` passes its own.
-ENGINE_DEFAULTS = {"schedule": defaults.SCHEDULE, "final_epochs": defaults.FINAL_EPOCHS}
+ENGINE_DEFAULTS = {
+    "schedule": defaults.SCHEDULE, "final_epochs": defaults.FINAL_EPOCHS, "final_max_drop": None,
+}
 
 
 def add_search_flags(group, shown=ENGINE_DEFAULTS):
@@ -163,6 +166,12 @@ def add_retraining_flags(group, shown=ENGINE_DEFAULTS):
     group.add_argument("--final-epochs", type=non_negative_int, default=None,
                        help="epochs to fine-tune the chosen model after the rounds "
                        f"(default: {shown['final_epochs']})")
+    bound = shown["final_max_drop"]
+    group.add_argument("--final-max-drop", type=bound_or_none, default=None,
+                       help="with --final-epochs: the largest validation accuracy drop the "
+                       "fine-tuned model may show; a round that misses it gives way to the next "
+                       "smaller accepted round, fine-tuned in turn (fraction, percent or none; default: "
+                       f"{'off' if bound is None else f'{100 * bound:g}%%'})")
 
 
 def run_pruning(settings, run_dir, verbose, distribute_name="none"):

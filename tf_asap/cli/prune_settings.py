@@ -23,7 +23,7 @@ KEYS = (
     "test_data", "test_limit", "metric", "mode", "schedule", "max_fraction", "size_tolerance",
     "scan_samples", "round_to",
     "early_rejection", "retrain", "distill", "distill_alpha", "distill_temperature",
-    "final_epochs",
+    "final_epochs", "final_max_drop",
 )
 # Taken from the training's train.json when not given: the same data (and test data), batch,
 # schedule, and the same seed and split, so that the images held out for
@@ -110,6 +110,10 @@ def _check_target(settings):
     for flag, key in (("--distill-alpha", "distill_alpha"), ("--distill-temperature", "distill_temperature")):
         if settings.get(key) is not None and not settings.get("distill"):
             raise UsageError(f"{flag} sets up distillation: give --distill too.")
+    if settings.get("final_max_drop") not in (None, "none") and not settings.get("final_epochs"):
+        raise UsageError(
+            "--final-max-drop judges the fine-tuned model: give --final-epochs N (N >= 1) too."
+        )
     if settings.get("mode") is not None and settings.get("metric") is None:
         raise UsageError(
             "--mode says which way --metric improves: give --metric NAME too (e.g. "
@@ -234,9 +238,9 @@ def engine_options(settings):
     options = {}
     if settings.get("max_fraction") is not None:
         options["max_fraction"] = None if settings["max_fraction"] == "none" else settings["max_fraction"]
-    for key in ("scan_samples", "early_rejection", "retrain", "final_epochs", "round_to"):
+    for key in ("scan_samples", "early_rejection", "retrain", "final_epochs", "final_max_drop", "round_to"):
         if settings.get(key) is not None:
-            options[key] = settings[key]
+            options[key] = None if settings[key] == "none" else settings[key]
     if settings.get("distill"):
         options["distillation"] = {
             key: settings[f"distill_{key}"] for key in ("alpha", "temperature")

@@ -44,7 +44,7 @@ from tf_asap.errors import ConfigurationError
 from tf_asap.rounds.baseline import (
     Baseline, check_rewind_checkpoint, load_rewind_checkpoint, train_baseline,
 )
-from tf_asap.rounds.final_tuning import fine_tune_best
+from tf_asap.rounds.final_tuning import FinalStage
 from tf_asap.rounds.journal import RunJournal
 from tf_asap.rounds.result import PruningResult
 from tf_asap.rounds.retraining import Retraining, check_retraining_settings, retraining_settings
@@ -162,6 +162,11 @@ class RoundController:
             this many epochs after the policy stops: slim, distilled if set,
             a fresh optimizer on a cosine from the initial learning rate to 0
             (`tf_asap.rounds.final_tuning`). Defaults to `0` (off).
+        final_max_drop: The largest validation drop of the policy's metric
+            the fine-tuned result may show (`0.005`: half a point of
+            accuracy); a round that misses it is given up for the next
+            smaller accepted round, fine-tuned in turn (`FinalStage`).
+            Needs `final_epochs`; may change on resume. Defaults to `None`.
         scan_samples: For `AccuracyGuaranteed(schedule="bisect")`, size round
             1's `T` by a scan of untrained candidate masks on this many
             validation samples (`tf_asap.rounds.threshold_scan`); `0` turns
@@ -181,14 +186,10 @@ class RoundController:
             have been built in its scope. Defaults to `None`: the strategy in
             scope when the controller is created.
 
-    The policy decides on its `metric` (`policy.metric`, `"accuracy"` unless
-    the policy says otherwise, with `policy.mode`): the model is compiled with
-    that metric and the round log records it under `validation_<metric>`.
-
+    The policy decides on its `metric` (`policy.metric`, default accuracy):
+    the model is compiled with it, the log records `validation_<metric>`.
     Checkpoints are bounded (`tf_asap.rounds.journal`); each log line records
-    the directory's size (`run_dir_bytes`).
-
-    Arguments after `epochs` are keyword-only.
+    the directory's size (`run_dir_bytes`). Arguments after `epochs` are keyword-only.
 
     Raises:
         ConfigurationError: For missing training or validation data, an
@@ -236,6 +237,7 @@ class RoundController:
         distillation=None,
         early_rejection=True,
         final_epochs=defaults.FINAL_EPOCHS,
+        final_max_drop=None,
         scan_samples=defaults.SCAN_SAMPLES,
         skip_unpruned_rounds=True,
         verbose=1,
@@ -266,6 +268,7 @@ class RoundController:
         self.retrain, self.distillation, self.early_rejection, self.final_epochs = (
             check_retraining_settings(retrain, distillation, early_rejection, final_epochs)
         )
+        self.final_stage = FinalStage(self.final_epochs, final_max_drop)
         self.scan_samples = check_int("scan_samples", scan_samples, minimum=0, fix="0 disables the scan.")
         self.skip_unpruned_rounds = bool(skip_unpruned_rounds)
         self._rewind_weights, rewind_metadata, self.epochs, self.rewind_epoch = (
@@ -470,15 +473,11 @@ class RoundController:
         )
 
     def _finish(self, decision):
-        best = decision.best_round
+        best, tuning = decision.best_round, None
         self.restore_round(best)
-        tuning = None
         if self.final_epochs:
-            self._say(f"Fine-tuning round {best} for {self.final_epochs} epoch(s)")
-            tuning = fine_tune_best(
-                self.model, self.retraining, self.journal, self.final_epochs, self.policy,
-                self.validation, self.test,
-            )
+            best, tuning = self.final_stage.run(self.model, self.retraining, self.journal, self.policy,
+                                                best, self.validation, self.test, self._say)
         slim_model = slim(self.model)
         test = self.journal.test_metrics
         if self.test is not None:

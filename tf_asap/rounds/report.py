@@ -63,6 +63,35 @@ def read_rounds(run_dir):
     return read_round_log(log)
 
 
+def _final_tuning_lines(tuning, metric):
+    """The final stage's lines: each attempt, and against `final_max_drop` when set."""
+    attempts = tuning.get("attempts") or [tuning]
+    lines = []
+    for number, attempt in enumerate(attempts):
+        if not attempt.get("epochs"):
+            lines.append("- Final fine-tuning: no pruned round kept final_max_drop; the result "
+                         "is round 0, the unpruned model")
+            continue
+        changes = [
+            f"{split} {metric} {_value(attempt[f'{split}_{metric}_before'], metric)} -> "
+            f"{_value(attempt[f'{split}_{metric}_after'], metric)}"
+            for split in ("validation", "test") if f"{split}_{metric}_before" in attempt
+        ]
+        which = "the chosen round" if number == 0 else f"round {attempt['round']}, a step back"
+        lines.append(
+            f"- Final fine-tuning of {which}: {attempt['epochs']} epoch(s) from learning rate "
+            f"{attempt['learning_rate']:.3g}; " + ", ".join(changes)
+        )
+        if tuning.get("max_drop") is not None:
+            kept = attempt["validation_drop"] <= tuning["max_drop"] + 1e-9
+            lines[-1] += (
+                f"; round {attempt['round']} {'kept' if kept else 'missed'} final_max_drop "
+                f"{_value(tuning['max_drop'], metric)} (validation drop "
+                f"{_value(attempt['validation_drop'], metric)})"
+            )
+    return lines
+
+
 def _percent(value, signed=False):
     if value is None:
         return "–"
@@ -184,16 +213,7 @@ def _summary(records, manifest):
             )
         tuning = manifest.get("final_tuning")
         if tuning:
-            metric = settings.get("metric", "accuracy")
-            changes = [
-                f"{split} {metric} {_value(tuning[f'{split}_{metric}_before'], metric)} -> "
-                f"{_value(tuning[f'{split}_{metric}_after'], metric)}"
-                for split in ("validation", "test") if f"{split}_{metric}_before" in tuning
-            ]
-            lines.append(
-                f"- Final fine-tuning of the chosen round: {tuning['epochs']} epoch(s) from "
-                f"learning rate {tuning['learning_rate']:.3g}; " + ", ".join(changes)
-            )
+            lines.extend(_final_tuning_lines(tuning, settings.get("metric", "accuracy")))
     if records:
         baseline = records[0]
         lines.append(

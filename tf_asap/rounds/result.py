@@ -18,15 +18,18 @@ class PruningResult:
             run had `final_epochs`.
         slim_model: The same model with its pruned channels removed
             (uncompiled).
-        best_round: The round number of the result.
+        best_round: The round number of the result: the policy's best
+            round, or the smaller round the final stage stepped back to when
+            `final_max_drop` was missed (round 0 when no pruned round kept it).
         rounds: The round log, one dict per completed round (round 0 first).
         run_dir: The run directory.
         test: `{"metric", "baseline", "final"}`: the policy's metric on
             `test_data` for the unpruned and the returned model, or `None`
             without test data. Reported only; no decision used it.
-        final_tuning: The final fine-tuning stage's record (epochs, learning
-            rate, validation and test metric before and after), or `None`
-            without it.
+        final_tuning: The final fine-tuning stage's record (the result's
+            round, epochs, learning rate, validation and test metric before
+            and after, `max_drop`, `met`, and every `attempts` entry), or
+            `None` without it.
     """
 
     model: keras.Model
