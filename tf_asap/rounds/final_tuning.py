@@ -29,12 +29,11 @@ import time
 
 from tf_asap.checks import check_number
 from tf_asap.errors import ConfigurationError
+from tf_asap.pruning.policies.results import ROUNDING_SLACK
 from tf_asap.rounds.state import load_state, restore_state, save_state, snapshot_state
 from tf_asap.rounds.step import evaluate_metric
 
 __all__ = ["FinalStage", "fallback_rounds"]
-
-ROUNDING_SLACK = 1e-9
 
 
 def quality(model, metric, validation, test=None):
@@ -204,7 +203,7 @@ class FinalStage:
 
     def _restore_tuned(self, model, journal, attempt):
         """Restores a finished attempt's model, when `tuned.npz` holds it."""
-        if attempt["round"] == 0:
+        if not attempt["epochs"]:  # the unpruned fallback: nothing was trained
             journal.restore_round(0)
             return True
         path = journal.directory.tuned

@@ -28,6 +28,7 @@ import os
 
 from tf_asap.errors import ConfigurationError, RunDirectoryError
 from tf_asap.files import atomic_write_bytes, atomic_write_text
+from tf_asap.pruning.policies.results import ROUNDING_SLACK
 from tf_asap.rounds.run_directory import (  # noqa: F401 - REPORT_NAME, PLOT_NAME re-exported
     LAYERS_PLOT_NAME,
     LOG_NAME,
@@ -83,7 +84,7 @@ def _final_tuning_lines(tuning, metric):
             f"{attempt['learning_rate']:.3g}; " + ", ".join(changes)
         )
         if tuning.get("max_drop") is not None:
-            kept = attempt["validation_drop"] <= tuning["max_drop"] + 1e-9
+            kept = attempt["validation_drop"] <= tuning["max_drop"] + ROUNDING_SLACK
             lines[-1] += (
                 f"; round {attempt['round']} {'kept' if kept else 'missed'} final_max_drop "
                 f"{_value(tuning['max_drop'], metric)} (validation drop "
