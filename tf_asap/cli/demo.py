@@ -47,7 +47,9 @@ def add_parser(commands):
             "of the training images; the test set is only reported. The defaults keep it within 15 minutes on 2 CPU cores: each round "
             "retrains the slimmed model for one epoch with learning-rate rewinding, the "
             "bisecting search starts from a sensitivity scan, and the chosen round is "
-            "fine-tuned for 12 epochs. Re-running with the same --run-dir resumes."
+            "fine-tuned for 12 epochs and must then be within 0.5 points of the baseline on "
+            "the validation split, else the next smaller accepted round is fine-tuned instead. "
+            "Re-running with the same --run-dir resumes."
         ),
     )
     parser.add_argument("--baseline", default=directories.DEFAULT_DEMO_BASELINE,

@@ -167,7 +167,7 @@ def add_retraining_flags(group, shown=ENGINE_DEFAULTS):
                        help="epochs to fine-tune the chosen model after the rounds "
                        f"(default: {shown['final_epochs']})")
     bound = shown["final_max_drop"]
-    group.add_argument("--final-max-drop", type=bound_or_none, default=None,
+    group.add_argument("--final-max-drop", type=bound_or_none, default=None, metavar="DROP",
                        help="with --final-epochs: the largest validation accuracy drop the "
                        "fine-tuned model may show; a round that misses it gives way to the next "
                        "smaller accepted round, fine-tuned in turn (fraction, percent or none; default: "
