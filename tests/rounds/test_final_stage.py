@@ -20,21 +20,13 @@ from tf_asap.rounds import final_tuning
 from tf_asap.rounds.final_tuning import fallback_rounds
 from tf_asap.rounds.controller import RoundController
 from tf_asap.rounds.retraining import Retraining
-from tests.helpers import quadrant_cnn
-from tests.rounds.test_retraining import BATCH, TEST, TRAIN, VALIDATION, trained_model
+from tests.rounds.test_retraining import (  # noqa: F401 - trained_weights is a fixture
+    BATCH, TEST, TRAIN, VALIDATION, trained_model, trained_weights,
+)
 
 # The rounds this run makes (asserted in `first_run`): 1 prunes nothing, then
 # 2, 3 and 4 remove ever more params; 4 is the policy's choice.
 POLICY = dict(max_accuracy_drop=0.9, step=0.5, max_rounds=4)
-
-
-@pytest.fixture(scope="module")
-def trained_weights():
-    keras.utils.set_random_seed(0)
-    model = quadrant_cnn()
-    model.compile(keras.optimizers.SGD(0.05, momentum=0.9), "sparse_categorical_crossentropy")
-    model.fit(*TRAIN, epochs=3, batch_size=BATCH, verbose=0)
-    return model.get_weights()
 
 
 class Script:
