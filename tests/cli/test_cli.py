@@ -481,7 +481,7 @@ def _attempt(round_number, after, epochs=12):
     ],
 )
 def test_the_demo_summary_says_how_the_final_stage_ended(tuned, phrase):
-    assert tf_asap.cli.demo._tuning_phrase(tuned) == phrase
+    assert tf_asap.cli.prune.tuning_phrase(tuned) == phrase
 
 
 def _help_of(command, capsys):
@@ -539,3 +539,17 @@ def test_prune_help_states_the_library_defaults(capsys):
         assert f"(default: {value}" in actions[flag], (flag, actions[flag])
     assert target.max_rounds == accuracy.max_rounds
     capsys.readouterr()
+
+
+def test_prune_prints_how_the_final_stage_ended():
+    import types
+
+    rounds = [{"round": 0, "accuracy": 0.94, "params_reduction": 0.0, "flops_reduction": 0.0},
+              {"round": 1, "accuracy": 0.90, "params_reduction": 0.6, "flops_reduction": 0.4,
+               "reason": "stop"}]
+    tuned = {**_attempt(1, 0.938), "max_drop": 0.005, "attempts": [_attempt(1, 0.938)]}
+    result = types.SimpleNamespace(rounds=rounds, best=rounds[1], best_round=1, run_dir="r",
+                                   final_tuning=tuned)
+    lines = tf_asap.cli.prune.result_lines(result, None)
+    assert ("Validation accuracy at the end, 93.80% after 12 epoch(s) of final fine-tuning, "
+            "within the final bound (drop <= 0.50%).") in lines

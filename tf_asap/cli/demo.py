@@ -194,7 +194,7 @@ def run(args):
     say(
         f"Decisions used the validation data, {data.validation_label}: accuracy "
         f"{percent(result.rounds[0]['accuracy'])} -> {percent(best['accuracy'])} at the chosen "
-        f"round{_tuning_phrase(tuned)}."
+        f"round{prune.tuning_phrase(tuned)}."
     )
     say(table(_summary_rows(base, small)))
     caveat = export.int8_latency_caveat()
@@ -228,27 +228,3 @@ def run(args):
     })
     return 0
 
-
-def _tuning_phrase(tuned):
-    """How the final fine-tuning ended, against its bound and with any step back."""
-    if not tuned:
-        return ""
-    bound = tuned.get("max_drop")
-    attempts = tuned.get("attempts") or [tuned]
-    missed = [
-        f"round {a['round']} reached {percent(a['validation_accuracy_after'])}"
-        for a in attempts if a["epochs"] and a is not attempts[-1]
-    ]
-    stepped = (
-        f"; over the final bound (drop <= {percent(bound)}), {', '.join(missed)} after fine-tuning"
-        if missed else ""
-    )
-    if not tuned["epochs"]:
-        return f"{stepped}: no pruned round kept the bound, so the result is the unpruned model"
-    kept = f", within the final bound (drop <= {percent(bound)})" if bound is not None else ""
-    return (
-        f"{stepped}; round {tuned['round']}: {percent(tuned['validation_accuracy_after'])} after "
-        f"{tuned['epochs']} epoch(s) of final fine-tuning{kept}" if missed else
-        f", {percent(tuned['validation_accuracy_after'])} after {tuned['epochs']} epoch(s) of "
-        f"final fine-tuning{kept}"
-    )

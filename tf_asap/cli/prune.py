@@ -269,6 +269,8 @@ def result_lines(result, tested):
             f"Test accuracy (not used by any decision): baseline {percent(tested[0])} -> "
             f"pruned {percent(tested[1])} ({100 * (tested[1] - tested[0]):+.2f} pts)."
         )
+    if result.final_tuning:
+        lines.append(f"Validation accuracy at the end{tuning_phrase(result.final_tuning)}.")
     lines += [
         f"Stopped: {result.rounds[-1].get('reason', '')}",
         f"Masked model: {os.path.join(result.run_dir, directories.FINAL_MODEL)}",
@@ -276,6 +278,31 @@ def result_lines(result, tested):
         f"Report:       {os.path.join(result.run_dir, directories.REPORT)}",
     ]
     return lines
+
+
+def tuning_phrase(tuned):
+    """How the final fine-tuning ended (validation accuracy), against its bound and with any step back."""
+    if not tuned:
+        return ""
+    bound = tuned.get("max_drop")
+    attempts = tuned.get("attempts") or [tuned]
+    missed = [
+        f"round {a['round']} reached {percent(a['validation_accuracy_after'])}"
+        for a in attempts if a["epochs"] and a is not attempts[-1]
+    ]
+    stepped = (
+        f"; over the final bound (drop <= {percent(bound)}), {', '.join(missed)} after fine-tuning"
+        if missed else ""
+    )
+    if not tuned["epochs"]:
+        return f"{stepped}: no pruned round kept the bound, so the result is the unpruned model"
+    kept = f", within the final bound (drop <= {percent(bound)})" if bound is not None else ""
+    return (
+        f"{stepped}; round {tuned['round']}: {percent(tuned['validation_accuracy_after'])} after "
+        f"{tuned['epochs']} epoch(s) of final fine-tuning{kept}" if missed else
+        f", {percent(tuned['validation_accuracy_after'])} after {tuned['epochs']} epoch(s) of "
+        f"final fine-tuning{kept}"
+    )
 
 
 def run(args):
